@@ -1,0 +1,62 @@
+"""Start the character customizer: config -> model check -> store -> studio -> Gradio UI.
+
+    python app.py                       # bundled model (default profile of spaces.yaml)
+    python app.py --profile sd15        # a real Stable Diffusion profile
+    python app.py --config other.yaml --port 7861
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from customizer.availability import require_available
+from customizer.config import load_config
+from customizer.errors import ConfigError, ModelUnavailable
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="path to spaces.yaml (default: the repo's, or $CUSTOMIZER_CONFIG)")
+    ap.add_argument("--profile", help="model profile name (default: default_profile, or $CUSTOMIZER_PROFILE)")
+    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    ap.add_argument("--preload", action="store_true", help="load the model before serving (default: on first use)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        profile = config.profile(args.profile)
+        require_available(profile)  # before any heavy import: a missing model is a message, not a traceback
+    except (ConfigError, ModelUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from customizer.service import Studio
+    from customizer.store import Store
+    from customizer.ui import CSS, build_demo
+
+    store = Store(config.db_path, config.data_dir)
+    studio = Studio(config, profile, store)
+    if args.preload:
+        try:
+            studio.engine  # noqa: B018 - load now so the first click is fast
+        except ModelUnavailable as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    demo = build_demo(studio)
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    print(f"Character customizer: profile '{profile.name}', database {config.db_path}", flush=True)
+    demo.launch(server_name=args.host, server_port=args.port, css=CSS,
+                allowed_paths=[str(config.data_dir / "images")],
+                blocked_paths=[str(config.db_path), str(config.data_dir / "embeddings")])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Export a character as a zip, and import one back - treating every archive as hostile.
+
+Layout: character.json + images/<sha256>.png. Embedding caches are not exported: they are recomputed.
+Import checks everything before the Store sees it, then inserts the whole character in one transaction,
+so a refused or failed import leaves no rows behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .errors import ImportRefused, SpecError
+from .store import Store, clean_name
+
+FORMAT = "customizer-character"
+FORMAT_VERSION = 1
+MAX_MEMBERS = 500
+MAX_MEMBER_BYTES = 20 * 1024 * 1024
+MAX_TOTAL_BYTES = 200 * 1024 * 1024
+MAX_IMAGE_SIDE = 8192  # generated images are at most ~2048 px; a tiny PNG can claim a huge canvas
+_IMAGE_NAME = re.compile(r"images/([0-9a-f]{64})\.png")
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+def export_character(store: Store, character_id: str, owner: str = "local") -> bytes:
+    ch = store.get_character(character_id, owner)
+
+    def image_meta(r: dict, *keys: str) -> dict:
+        return {"id": r["id"], "image_sha256": r["image_sha256"], "recipe": r["recipe"], **{k: r[k] for k in keys}}
+
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "name": ch["name"],
+        "spec": ch["spec"],
+        "status": ch["status"],
+        "candidates": [image_meta(k, "created_at") for k in ch["candidates"]],
+        "references": [image_meta(r, "candidate_id", "locked_at", "unlocked_at") for r in ch["references"]],
+        "selfies": [image_meta(s, "reference_id", "selfie", "likeness", "attempts", "created_at")
+                    for s in ch["selfies"]],
+    }
+    shas = sorted({r["image_sha256"] for k in ("candidates", "references", "selfies") for r in manifest[k]})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("character.json", json.dumps(manifest, indent=2, sort_keys=True),
+                    compress_type=zipfile.ZIP_DEFLATED)
+        for sha in shas:  # PNGs are already compressed: store them as they are
+            zf.write(store.image_path(sha), f"images/{sha}.png", compress_type=zipfile.ZIP_STORED)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- import
+
+def _unsafe_name(name: str) -> bool:
+    parts = name.split("/")
+    return (name.startswith("/") or "\\" in name or re.match(r"[A-Za-z]:", name) is not None
+            or ".." in parts or "\x00" in name)
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
+    """Read at most the per-member / remaining-total limit: declared sizes can lie, the stream is what counts."""
+    limit = min(MAX_MEMBER_BYTES, budget)
+    out = bytearray()
+    with zf.open(info) as f:
+        while chunk := f.read(min(1 << 20, limit + 1 - len(out))):
+            out += chunk
+            if len(out) > limit:
+                raise ImportRefused(f"{info.filename} expands beyond the size limit (zip bomb?)")
+    return bytes(out)
+
+
+def _check_png(name: str, sha: str, data: bytes) -> None:
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ImportRefused(f"{name}: contents do not match the sha256 in its name")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "PNG":
+                raise ImportRefused(f"{name} is a {im.format} file, not a PNG")
+            if max(im.size) > MAX_IMAGE_SIDE:
+                raise ImportRefused(f"{name} is too large ({im.size[0]}x{im.size[1]} pixels)")
+            im.verify()  # chunk CRCs and structure, without decoding pixels
+    except ImportRefused:
+        raise
+    except Exception as e:  # PIL raises many types (incl. DecompressionBombError) for hostile files
+        raise ImportRefused(f"{name} is not a valid PNG image ({type(e).__name__})") from None
+
+
+def _require(cond: bool, reason: str) -> None:
+    if not cond:
+        raise ImportRefused(f"character.json: {reason}")
+
+
+def _is_time(v: Any) -> bool:
+    try:
+        datetime.fromisoformat(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_rows(m: dict, key: str, extra: dict[str, Any]) -> list[dict]:
+    """Each row: id, image_sha256, recipe, plus extra fields checked by predicate."""
+    rows = m.get(key)
+    _require(isinstance(rows, list), f"'{key}' must be a list")
+    ids = set()
+    for i, r in enumerate(rows):
+        where = f"{key}[{i}]"
+        _require(isinstance(r, dict), f"{where} must be an object")
+        _require(isinstance(r.get("id"), str) and r["id"] not in ids, f"{where}.id missing or duplicated")
+        ids.add(r["id"])
+        _require(isinstance(r.get("image_sha256"), str) and _SHA.fullmatch(r["image_sha256"]) is not None,
+                 f"{where}.image_sha256 is not a sha256")
+        _require(isinstance(r.get("recipe"), dict), f"{where}.recipe must be an object")
+        for field, ok in extra.items():
+            _require(ok(r.get(field)), f"{where}.{field} is invalid")
+    return rows
+
+
+def _parse_manifest(raw: bytes) -> dict:
+    try:
+        m = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ImportRefused(f"character.json is not valid JSON: {e}") from None
+    _require(isinstance(m, dict), "must be a JSON object")
+    _require(m.get("format", FORMAT) == FORMAT, "not a character export")
+    if m.get("format_version") != FORMAT_VERSION:
+        raise ImportRefused(f"unsupported format version {m.get('format_version')!r} (this app reads "
+                            f"{FORMAT_VERSION})")
+    _require(isinstance(m.get("name"), str), "'name' must be text")
+    _require(isinstance(m.get("spec"), dict), "'spec' must be an object")
+    _require(m.get("status") in ("draft", "locked"), "'status' must be 'draft' or 'locked'")
+    is_opt_time = lambda v: v is None or _is_time(v)  # noqa: E731
+    cands = _check_rows(m, "candidates", {"created_at": _is_time})
+    cand_ids = {k["id"] for k in cands}
+    refs = _check_rows(m, "references", {
+        "locked_at": _is_time, "unlocked_at": is_opt_time,
+        "candidate_id": lambda v: v is None or v in cand_ids,
+    })
+    ref_ids = {r["id"] for r in refs}
+    selfies = _check_rows(m, "selfies", {
+        "created_at": _is_time, "reference_id": lambda v: v in ref_ids, "selfie": lambda v: isinstance(v, dict),
+        "likeness": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+        "attempts": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    })
+    active = [r for r in refs if r.get("unlocked_at") is None]
+    _require(len(active) <= 1, "more than one active reference")
+    _require((m["status"] == "locked") == bool(active), "status does not match the references")
+    _require(len({r["id"] for r in cands + refs + selfies}) == len(cands) + len(refs) + len(selfies),
+             "ids repeat across candidates, references and selfies")
+    return m
+
+
+def import_character(store: Store, data: bytes | str | Path, owner: str = "local",
+                     name: str | None = None) -> dict:
+    src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else Path(data)
+    if isinstance(src, Path) and not src.is_file():
+        raise ImportRefused(f"no such file: {src.name}")
+    try:
+        zf = zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ImportRefused("not a zip archive") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise ImportRefused(f"too many files in the archive ({len(infos)} > {MAX_MEMBERS})")
+        seen: set[str] = set()
+        for info in infos:
+            n = info.filename
+            if _unsafe_name(n):
+                raise ImportRefused(f"unsafe file name in archive: {n[:100]!r}")
+            if n in seen:
+                raise ImportRefused(f"duplicate file name in archive: {n[:100]!r}")
+            seen.add(n)
+            if n not in ("character.json", "images/") and not _IMAGE_NAME.fullmatch(n):
+                raise ImportRefused(f"unexpected file in archive: {n[:100]!r}")
+            if info.flag_bits & 0x1:
+                raise ImportRefused(f"{n} is encrypted")
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise ImportRefused(f"{n} is too large ({info.file_size} bytes > {MAX_MEMBER_BYTES})")
+        if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
+            raise ImportRefused(f"archive expands to more than {MAX_TOTAL_BYTES} bytes")
+        if "character.json" not in seen:
+            raise ImportRefused("character.json is missing")
+
+        budget = MAX_TOTAL_BYTES
+        contents: dict[str, bytes] = {}
+        try:
+            for info in infos:
+                if info.is_dir():
+                    continue
+                contents[info.filename] = _read_member(zf, info, budget)
+                budget -= len(contents[info.filename])
+        except ImportRefused:
+            raise
+        except Exception as e:  # bad CRC, truncated stream, unsupported compression, ...
+            raise ImportRefused(f"damaged archive: {type(e).__name__}: {e}") from None
+
+    m = _parse_manifest(contents.pop("character.json"))
+    images = {}
+    for member, blob in contents.items():
+        sha = _IMAGE_NAME.fullmatch(member)[1]  # type: ignore[index]
+        _check_png(member, sha, blob)
+        images[sha] = blob
+    rows = m["candidates"] + m["references"] + m["selfies"]
+    needed = {r["image_sha256"] for r in rows}
+    missing = sorted(needed - images.keys())
+    if missing:
+        raise ImportRefused(f"images missing from the archive: {', '.join(s[:12] for s in missing)}")
+    try:
+        new_name = clean_name(name if name is not None else m["name"])
+    except SpecError as e:
+        if name is not None:
+            raise  # the caller's own argument: their error, not the archive's
+        raise ImportRefused(f"character.json: {e}") from None
+    return store._import_character(
+        owner=owner, name=new_name, spec=m["spec"], images={s: images[s] for s in sorted(needed)},
+        candidates=m["candidates"], references=m["references"], selfies=m["selfies"],
+    )

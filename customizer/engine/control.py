@@ -1,0 +1,62 @@
+"""Control images for ControlNet: pose skeletons drawn from data presets, or edges of the reference."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+POSES = Path(__file__).resolve().parent.parent / "data" / "poses.yaml"
+
+
+@lru_cache(maxsize=None)
+def pose_presets() -> dict[str, list]:
+    return yaml.safe_load(POSES.read_text())
+
+
+def _quiet_import():
+    """controlnet_aux imports every detector at package import and each warns about optional extras."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import controlnet_aux  # noqa: F401
+
+
+def pose_image(preset: str, width: int, height: int) -> Image.Image:
+    """An OpenPose-style skeleton for a framing preset, drawn with controlnet_aux's own renderer."""
+    _quiet_import()
+    from controlnet_aux.open_pose.body import Keypoint
+    from controlnet_aux.open_pose.util import draw_bodypose
+
+    presets = pose_presets()
+    if preset not in presets:
+        raise ValueError(f"no pose preset {preset!r}; presets: {', '.join(presets)}")
+    points = [Keypoint(p[0], p[1]) if p else None for p in presets[preset]]
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    return Image.fromarray(draw_bodypose(canvas, points))
+
+
+def canny_image(reference: Image.Image, width: int, height: int, low: int = 100, high: int = 200) -> Image.Image:
+    """Edges of the reference portrait (keeps framing and silhouette), via controlnet_aux's CannyDetector."""
+    _quiet_import()
+    from controlnet_aux import CannyDetector
+
+    ref = reference.convert("RGB").resize((width, height), Image.LANCZOS)
+    # controlnet_aux rounds sizes to multiples of 64: detect at >= 512 and resize back.
+    res = max(512, min(width, height))
+    out = CannyDetector()(ref, low_threshold=low, high_threshold=high, detect_resolution=res,
+                          image_resolution=res, output_type="pil")
+    return out.resize((width, height))
+
+
+def control_image(kind: str, preset: str, reference: Image.Image | None, width: int, height: int) -> Image.Image:
+    if kind == "pose":
+        return pose_image(preset, width, height)
+    if kind == "canny":
+        if reference is None:
+            raise ValueError("canny control needs the reference portrait")
+        return canny_image(reference, width, height)
+    raise ValueError(f"unknown control kind {kind!r}; use 'pose' or 'canny'")

@@ -1,0 +1,38 @@
+"""Identify the exact weights behind a recipe: hub commit hash, or sha256 over a local folder's files."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+WEIGHT_SUFFIXES = {".safetensors", ".bin", ".json", ".txt", ".model"}
+
+
+def _hash_files(paths: list[Path], root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p.relative_to(root)).encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()[:32]
+
+
+def local_fingerprint(path: str | Path) -> str:
+    p = Path(path)
+    if p.is_file():
+        return _hash_files([p], p.parent)
+    files = [f for f in p.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES]
+    return _hash_files(files, p)
+
+
+def fingerprint(ref: str, local_files_only: bool = True) -> str:
+    """'sha256:...' for local folders/files, the snapshot commit for hub repos (or 'unknown')."""
+    if os.path.exists(ref):
+        return local_fingerprint(ref)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return "hub:" + Path(snapshot_download(ref, local_files_only=True)).name
+    except Exception:  # not cached yet or not a repo: the recipe still names the id
+        return "unknown"

@@ -1,0 +1,54 @@
+"""Recipe: everything needed to regenerate one image bit-for-bit (same device and library versions).
+
+Plain data (JSON-able), so the store can keep it and the UI can show it without importing torch.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Recipe:
+    kind: str                     # "portrait" | "selfie"
+    profile: str                  # profile name in spaces.yaml
+    model_id: str                 # hub repo id or local folder of the base model
+    model_revision: str           # hub commit hash, or "sha256:<hash of weight files>" for local folders
+    prompt: str
+    negative_prompt: str
+    seed: int
+    scheduler: str                # key of customizer/data/schedulers.yaml
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    loras: dict[str, float] = field(default_factory=dict)   # adapter name -> weight, active ones only
+    ip_adapter_scale: float = 0.0                           # 0 for portraits
+    reference_sha256: str | None = None                     # reference image the selfie is conditioned on
+    controlnet: dict[str, Any] | None = None                # {"model", "control", "preset", "scale"}
+    upscale: str | None = None                              # None | "lanczos2x" | learned upscaler id
+    device: str = "cpu"
+    dtype: str = "float32"
+    versions: dict[str, str] = field(default_factory=dict)  # torch, diffusers, peft, transformers, customizer
+    extra: dict[str, Any] = field(default_factory=dict)     # spec snapshot, timings, likeness ... (not inputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Recipe":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_json(cls, s: str) -> "Recipe":
+        return cls.from_dict(json.loads(s))
+
+    def replace(self, **changes: Any) -> "Recipe":
+        d = self.to_dict()
+        d.update(changes)
+        return Recipe.from_dict(d)

@@ -1,0 +1,467 @@
+"""build_demo(studio) -> gr.Blocks. Thin, named handlers; no torch import (the Studio loads the engine lazily).
+
+Three tabs: Design (controls built from the option catalogue), Selfie studio, Characters. A documented JSON API
+(one request dict in, a result dict and images out) sits beside the UI for gradio_client users.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from .character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue, selfie_catalogue
+from .errors import CustomizerError
+from .service import MAX_CANDIDATES, MAX_SELFIES, Studio
+
+log = logging.getLogger(__name__)
+OWNER = "local"  # per-visitor owners arrive with multi-user privacy
+KEEP_OUTFIT = "(keep designed outfit)"
+CSS = """
+#likeness-note {font-size: 0.9em; opacity: 0.8}
+.status-line {font-size: 0.9em}
+"""
+
+
+def friendly(fn: Callable) -> Callable:
+    """Library errors become gr.Error with their message; anything else is logged, never shown as a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except CustomizerError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except Exception as e:  # noqa: BLE001 - the user gets a message, the log gets the traceback
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Something went wrong ({type(e).__name__}); the server log has details.",
+                           print_exception=False) from None
+    return wrapper
+
+
+def _progress_cb(progress: gr.Progress) -> Callable[[float, str], None]:
+    return lambda fraction, message: progress(fraction, desc=message)
+
+
+def _caption(item: dict) -> str:
+    parts = [f"seed {item['seed']}"]
+    if item.get("likeness") is not None:
+        parts.append(f"likeness {item['likeness']:.2f}")
+    return " · ".join(parts)
+
+
+def _character_choices(studio: Studio, locked_only: bool = False) -> list[tuple[str, str]]:
+    return [(f"{c['name']} ({c['status']})", c["id"]) for c in studio.list_characters(owner=OWNER)
+            if not locked_only or c["status"] == "locked"]
+
+
+def build_demo(studio: Studio) -> gr.Blocks:
+    options = catalogue()
+    shots = selfie_catalogue()
+    profile = studio.profile
+    samplers = [(label, name) for name, label in studio.samplers().items()]
+
+    with gr.Blocks(title="Character customizer") as demo:
+        character_id = gr.State(None)     # the character being designed (draft) or just locked
+        candidate_ids = gr.State([])      # ids behind the candidate gallery, in order
+        selected = gr.State(None)         # candidate id picked in the gallery
+
+        gr.Markdown("# Character customizer\nDesign a fictional adult character, lock a reference portrait, "
+                    "then take selfies that stay recognisably the same character.")
+        status = gr.Markdown(f"Model profile **{profile.name}** ({profile.family}, {profile.width}x{profile.height})",
+                             elem_classes="status-line")
+
+        def advanced_controls(prefix: str) -> list[gr.components.Component]:
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    sampler = gr.Dropdown(samplers, value=profile.scheduler, label="Sampler")
+                    steps = gr.Slider(1, 100, value=profile.steps, step=1, label="Steps")
+                    guidance = gr.Slider(0, 20, value=profile.guidance, step=0.5, label="Guidance")
+                with gr.Row():
+                    width = gr.Slider(64, 1024, value=profile.width, step=8, label="Width")
+                    height = gr.Slider(64, 1024, value=profile.height, step=8, label="Height")
+                    upscale = gr.Checkbox(False, label="Upscale 2x",
+                                          info="learned upscaler if the profile has one, else Lanczos")
+                negative = gr.Textbox(studio_default_negative(), label="Negative prompt", lines=2,
+                                      info="safety terms are always added", elem_id=f"{prefix}-negative")
+            return [sampler, steps, guidance, width, height, negative, upscale]
+
+        with gr.Tabs() as tabs:
+            # ---------------------------------------------------------------- design
+            with gr.Tab("Design", id="design"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        name = gr.Textbox(label="Name", placeholder="optional - a summary is used otherwise")
+                        design_inputs: dict[str, gr.components.Component] = {}
+                        for key, opt in options.items():
+                            if key == "theme":
+                                continue
+                            design_inputs[key] = gr.Dropdown(list(opt.choices), value=opt.default, label=opt.label,
+                                                             elem_id=f"design-{key.replace('_', '-')}")
+                        design_inputs["age"] = gr.Slider(AGE_MIN, AGE_MAX, value=DEFAULT_AGE, step=1,
+                                                         label="Age (adults only)")
+                        theme_opt = options["theme"]
+                        design_inputs["theme"] = gr.Radio(list(theme_opt.choices), value=theme_opt.default,
+                                                          label=theme_opt.label)
+                        design_inputs["theme_strength"] = gr.Slider(0, 1, value=0.8, step=0.05,
+                                                                    label="Theme strength")
+                        design_inputs["extra"] = gr.Textbox(label="Extra details", lines=2,
+                                                            placeholder="freckles, a scar over the left eyebrow ...")
+                        with gr.Row():
+                            seed = gr.Number(value=1234, precision=0, label="Seed")
+                            randomize = gr.Checkbox(True, label="Randomize seed")
+                            n_candidates = gr.Slider(1, MAX_CANDIDATES, value=2, step=1, label="Candidates")
+                        design_adv = advanced_controls("design")
+                    with gr.Column(scale=3):
+                        candidates = gr.Gallery(label="Candidate portraits - click one, then lock it", columns=2,
+                                                height=420, object_fit="contain", elem_id="candidates")
+                        with gr.Row():
+                            generate_btn = gr.Button("Generate candidates", variant="primary", elem_id="generate")
+                            lock_btn = gr.Button("Lock selected as reference", elem_id="lock")
+                            new_btn = gr.Button("New character")
+                        design_info = gr.Markdown("", elem_id="design-info")
+
+            # ---------------------------------------------------------------- selfies
+            with gr.Tab("Selfie studio", id="selfie"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        selfie_character = gr.Dropdown(_character_choices(studio, locked_only=True),
+                                                       label="Locked character", elem_id="selfie-character")
+                        reference_img = gr.Image(label="Reference portrait", interactive=False, height=200,
+                                                 type="filepath")
+                        scene = gr.Dropdown(list(shots["scene"].choices), value=shots["scene"].default,
+                                            label=shots["scene"].label)
+                        scene_text = gr.Textbox(label="Scene details",
+                                                placeholder="free text; required for the 'custom' scene")
+                        expression = gr.Dropdown(list(shots["expression"].choices),
+                                                 value=shots["expression"].default, label=shots["expression"].label)
+                        framing = gr.Dropdown(list(shots["framing"].choices), value=shots["framing"].default,
+                                              label=shots["framing"].label)
+                        outfit = gr.Dropdown([KEEP_OUTFIT, *options["outfit"].choices], value=KEEP_OUTFIT,
+                                             label="Outfit")
+                        likeness = gr.Slider(0, 1, value=0.7, step=0.05, label="Likeness vs freedom",
+                                             info="1 = stick to the reference, 0 = follow the prompt freely")
+                        with gr.Row():
+                            selfie_seed = gr.Number(value=1234, precision=0, label="Seed")
+                            selfie_randomize = gr.Checkbox(True, label="Randomize seed")
+                            selfie_count = gr.Slider(1, MAX_SELFIES, value=1, step=1, label="Count")
+                        selfie_adv = advanced_controls("selfie")
+                    with gr.Column(scale=3):
+                        selfie_btn = gr.Button("Take selfie", variant="primary", elem_id="take-selfie")
+                        history = gr.Gallery(label="Selfies (newest first)", columns=3, height=520,
+                                             object_fit="contain", elem_id="history")
+                        selfie_info = gr.Markdown("")
+
+            # ---------------------------------------------------------------- characters
+            with gr.Tab("Characters", id="characters"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        char_pick = gr.Dropdown(_character_choices(studio), label="Character",
+                                                elem_id="characters-pick")
+                        refresh_btn = gr.Button("Refresh list")
+                        open_btn = gr.Button("Open", variant="primary")
+                        with gr.Row():
+                            new_name = gr.Textbox(label="New name", scale=3)
+                            rename_btn = gr.Button("Rename", scale=1)
+                        with gr.Row():
+                            confirm_delete = gr.Checkbox(False, label="Yes, delete it and its images")
+                            delete_btn = gr.Button("Delete", variant="stop")
+                        with gr.Row():
+                            unlock_btn = gr.Button("Unlock (keeps history)")
+                            export_btn = gr.Button("Export .zip")
+                        export_file = gr.File(label="Export", interactive=False)
+                        import_file = gr.File(label="Import a character .zip", file_types=[".zip"],
+                                              type="filepath")
+                    with gr.Column(scale=3):
+                        overview = gr.Gallery(label="Reference portraits", columns=4, height=300,
+                                              object_fit="contain")
+                        char_info = gr.JSON(label="Character", open=False)
+
+        # ------------------------------------------------------------------------------------------ handlers
+        design_keys = list(design_inputs)
+
+        def spec_from(values: list[Any]) -> dict[str, Any]:
+            spec = dict(zip(design_keys, values))
+            spec["age"] = int(spec["age"])
+            return spec
+
+        def advanced_from(values: list[Any]) -> dict[str, Any]:
+            sampler_, steps_, guidance_, width_, height_, negative_, upscale_ = values
+            return {"sampler": sampler_, "steps": int(steps_), "guidance": float(guidance_), "width": int(width_),
+                    "height": int(height_), "negative": negative_, "upscale": bool(upscale_)}
+
+        n_design, n_adv = len(design_keys), len(design_adv)
+
+        @friendly
+        def on_generate(*args, progress=gr.Progress(track_tqdm=True)):
+            values = list(args)
+            spec = spec_from(values[:n_design])
+            name_, seed_, randomize_, n_, *rest = values[n_design:]
+            adv, char_id = advanced_from(rest[:n_adv]), rest[n_adv]
+            if char_id:  # a locked character is never redesigned in place: start a new one
+                current = studio.get_character(char_id, owner=OWNER)
+                char_id = char_id if current["status"] == "draft" else None
+            result = studio.design(spec, seed=None if randomize_ else seed_, n=int(n_), advanced=adv,
+                                   character_id=char_id, name=name_, owner=OWNER, progress=_progress_cb(progress))
+            cands = result["candidates"]
+            character = result["character"]
+            gallery = [(c["path"], _caption(c)) for c in cands]
+            info = (f"**{character['name']}** - {len(cands)} candidate(s). Click one, then **Lock** it. "
+                    f"Seeds {cands[0]['seed']}..{cands[-1]['seed']}.")
+            return gallery, [c["id"] for c in cands], None, character["id"], info, cands[0]["seed"]
+
+        generate_btn.click(on_generate, [*design_inputs.values(), name, seed, randomize, n_candidates, *design_adv,
+                                         character_id],
+                           [candidates, candidate_ids, selected, character_id, design_info, seed],
+                           api_visibility="undocumented")
+
+        def on_pick(ids: list[str], evt: gr.SelectData):
+            return ids[evt.index] if ids and evt.index is not None and evt.index < len(ids) else None
+
+        candidates.select(on_pick, [candidate_ids], [selected], api_visibility="undocumented")
+
+        @friendly
+        def on_lock(char_id, cand_id):
+            if not char_id:
+                raise gr.Error("Generate candidates first.")
+            if not cand_id:
+                raise gr.Error("Click a candidate portrait in the gallery first, then lock it.")
+            ref = studio.lock(char_id, cand_id, owner=OWNER)
+            character = studio.get_character(char_id, owner=OWNER)
+            info = (f"Locked **{character['name']}**. Its reference never changes; open the Selfie studio to take "
+                    f"selfies.")
+            return (info, gr.update(choices=_character_choices(studio, True), value=char_id), ref["path"],
+                    gr.update(choices=_character_choices(studio), value=char_id), gr.Tabs(selected="selfie"),
+                    history_for(char_id))
+
+        lock_btn.click(on_lock, [character_id, selected],
+                       [design_info, selfie_character, reference_img, char_pick, tabs, history],
+                       api_visibility="undocumented")
+
+        def on_new():
+            return None, [], None, [], "Design a new character, then generate candidates."
+
+        new_btn.click(on_new, None, [character_id, candidate_ids, selected, candidates, design_info],
+                      api_visibility="undocumented")
+
+        def history_for(char_id: str | None) -> list[tuple[str, str]]:
+            if not char_id:
+                return []
+            character = studio.get_character(char_id, owner=OWNER)
+            return [(s["path"], _caption(s)) for s in character["selfies"]]
+
+        @friendly
+        def on_selfie_character(char_id):
+            if not char_id:
+                return None, []
+            ref = studio.get_character(char_id, owner=OWNER)["reference"]
+            return (ref["path"] if ref else None), history_for(char_id)
+
+        selfie_character.change(on_selfie_character, [selfie_character], [reference_img, history],
+                                api_visibility="undocumented")
+
+        @friendly
+        def on_selfie(char_id, scene_, scene_text_, expression_, framing_, outfit_, likeness_, count_, seed_,
+                      randomize_, *adv_values, progress=gr.Progress(track_tqdm=True)):
+            if not char_id:
+                raise gr.Error("Choose a locked character first (lock a portrait in the Design tab).")
+            shot = {"scene": scene_, "scene_text": scene_text_ or "", "expression": expression_,
+                    "framing": framing_, "outfit": None if outfit_ == KEEP_OUTFIT else outfit_,
+                    "likeness": float(likeness_)}
+            made = studio.selfie(char_id, shot, seed=None if randomize_ else seed_, count=int(count_),
+                                 advanced=advanced_from(list(adv_values)), owner=OWNER,
+                                 progress=_progress_cb(progress))
+            info = ", ".join(f"seed {s['seed']} ({s['recipe']['extra'].get('seconds', 0):.1f} s)" for s in made)
+            return history_for(char_id), f"New: {info}", made[0]["seed"]
+
+        selfie_btn.click(on_selfie, [selfie_character, scene, scene_text, expression, framing, outfit, likeness,
+                                     selfie_count, selfie_seed, selfie_randomize, *selfie_adv],
+                         [history, selfie_info, selfie_seed], api_visibility="undocumented")
+
+        # characters panel
+        def overview_gallery() -> list[tuple[str, str]]:
+            return [(c["thumbnail"], c["name"]) for c in studio.list_characters(owner=OWNER) if c["thumbnail"]]
+
+        @friendly
+        def on_refresh():
+            return (gr.update(choices=_character_choices(studio)), overview_gallery(),
+                    gr.update(choices=_character_choices(studio, True)))
+
+        refresh_btn.click(on_refresh, None, [char_pick, overview, selfie_character], api_visibility="undocumented")
+        demo.load(on_refresh, None, [char_pick, overview, selfie_character], api_visibility="undocumented")
+
+        @friendly
+        def on_open(char_id):
+            if not char_id:
+                raise gr.Error("Choose a character to open.")
+            character = studio.get_character(char_id, owner=OWNER)
+            spec = character["spec"]
+            design_values = [spec.get(k) for k in design_keys]
+            gallery = [(c["path"], _caption(c)) for c in character["candidates"]]
+            ids = [c["id"] for c in character["candidates"]]
+            locked = character["status"] == "locked"
+            summary = {k: character[k] for k in ("id", "name", "status", "created_at", "spec")}
+            summary["selfies"] = len(character["selfies"])
+            return (*design_values, character["name"], gallery, ids, char_id, summary,
+                    gr.update(value=char_id if locked else None, choices=_character_choices(studio, True)),
+                    character["reference"]["path"] if character["reference"] else None, history_for(char_id),
+                    gr.Tabs(selected="selfie" if locked else "design"))
+
+        open_btn.click(on_open, [char_pick],
+                       [*design_inputs.values(), name, candidates, candidate_ids, character_id, char_info,
+                        selfie_character, reference_img, history, tabs], api_visibility="undocumented")
+
+        @friendly
+        def on_rename(char_id, new):
+            if not char_id:
+                raise gr.Error("Choose a character to rename.")
+            studio.rename(char_id, new, owner=OWNER)
+            return gr.update(choices=_character_choices(studio), value=char_id), overview_gallery(), ""
+
+        rename_btn.click(on_rename, [char_pick, new_name], [char_pick, overview, new_name],
+                         api_visibility="undocumented")
+
+        @friendly
+        def on_delete(char_id, confirmed):
+            if not char_id:
+                raise gr.Error("Choose a character to delete.")
+            if not confirmed:
+                raise gr.Error("Tick 'Yes, delete it' first: deleting removes its images for good.")
+            studio.delete(char_id, owner=OWNER)
+            gr.Info("Character deleted.")
+            return (gr.update(choices=_character_choices(studio), value=None), overview_gallery(), False, None,
+                    gr.update(choices=_character_choices(studio, True), value=None))
+
+        delete_btn.click(on_delete, [char_pick, confirm_delete],
+                         [char_pick, overview, confirm_delete, char_info, selfie_character],
+                         api_visibility="undocumented")
+
+        @friendly
+        def on_unlock(char_id):
+            if not char_id:
+                raise gr.Error("Choose a character to unlock.")
+            studio.unlock(char_id, owner=OWNER)
+            gr.Info("Unlocked: the old reference and its selfies stay in the history.")
+            return gr.update(choices=_character_choices(studio)), gr.update(choices=_character_choices(studio, True))
+
+        unlock_btn.click(on_unlock, [char_pick], [char_pick, selfie_character], api_visibility="undocumented")
+
+        @friendly
+        def on_export(char_id):
+            if not char_id:
+                raise gr.Error("Choose a character to export.")
+            return write_export(studio, char_id)
+
+        export_btn.click(on_export, [char_pick], [export_file], api_visibility="undocumented")
+
+        @friendly
+        def on_import(path):
+            if not path:
+                return gr.update(), gr.update(), gr.update()
+            imported = studio.import_(Path(path).read_bytes(), owner=OWNER)
+            gr.Info(f"Imported '{imported['name']}'.")
+            return (gr.update(choices=_character_choices(studio), value=imported["id"]), overview_gallery(),
+                    gr.update(choices=_character_choices(studio, True)))
+
+        import_file.upload(on_import, [import_file], [char_pick, overview, selfie_character],
+                           api_visibility="undocumented")
+
+        add_api(studio)
+    return demo
+
+
+def studio_default_negative() -> str:
+    from .prompts import default_negative
+
+    return default_negative()
+
+
+def write_export(studio: Studio, char_id: str) -> str:
+    data = studio.export(char_id, owner=OWNER)
+    name = studio.get_character(char_id, owner=OWNER)["name"]
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:40] or "character"
+    out = Path(tempfile.mkdtemp(prefix="export-")) / f"{safe}.zip"
+    out.write_bytes(data)
+    return str(out)
+
+
+# ------------------------------------------------------------------------------------------------ API
+def _images(items: list[dict]) -> list[tuple[str, str]]:
+    return [(i["path"], i.get("id", "")) for i in items]
+
+
+def _public(item: dict) -> dict:
+    """Server file paths stay on the server; clients get ids, seeds and recipes (images come separately)."""
+    return {k: v for k, v in item.items() if k not in ("path", "thumbnail")}
+
+
+def add_api(studio: Studio) -> None:
+    """JSON endpoints: one request dict in -> (result dict, images). See README 'API'."""
+    def endpoint(api_name: str, fn: Callable[[dict], tuple[dict | list, list]], doc: str) -> None:
+        request = gr.JSON(visible=False)
+        result = gr.JSON(visible=False)
+        images = gr.Gallery(visible=False)
+        trigger = gr.Button(visible=False)
+
+        @friendly
+        def run(req, progress=gr.Progress(track_tqdm=True)):
+            if not isinstance(req, dict):
+                raise gr.Error("the request must be a JSON object")
+            return fn(req)
+
+        run.__doc__ = doc
+        trigger.click(run, [request], [result, images], api_name=api_name, api_description=doc)
+
+    def design_candidates(req: dict):
+        out = studio.design(req.get("spec") or {}, seed=req.get("seed"), n=req.get("n", 1),
+                            advanced=req.get("advanced"), character_id=req.get("character_id"),
+                            name=req.get("name"), owner=OWNER)
+        cands = out["candidates"]
+        return {"character_id": out["character"]["id"], "candidates": [_public(c) for c in cands]}, _images(cands)
+
+    def lock(req: dict):
+        ref = studio.lock(str(req.get("character_id", "")), str(req.get("candidate_id", "")), owner=OWNER)
+        return _public(ref), _images([ref])
+
+    def selfie(req: dict):
+        made = studio.selfie(str(req.get("character_id", "")), req.get("selfie") or {}, seed=req.get("seed"),
+                             count=req.get("count", 1), advanced=req.get("advanced"), owner=OWNER)
+        return [_public(s) for s in made], _images(made)
+
+    def list_characters(req: dict):
+        return [_public(c) for c in studio.list_characters(owner=OWNER)], []
+
+    def get_character(req: dict):
+        c = studio.get_character(str(req.get("character_id", "")), owner=OWNER)
+        images = ([c["reference"]] if c["reference"] else []) + c["selfies"]
+        body = {k: v for k, v in c.items() if k not in ("candidates", "selfies", "reference", "references")}
+        body["reference"] = _public(c["reference"]) if c["reference"] else None
+        body["selfies"] = [_public(s) for s in c["selfies"]]
+        body["candidates"] = [_public(x) for x in c["candidates"]]
+        return body, _images(images)
+
+    def rename(req: dict):
+        return _public(studio.rename(str(req.get("character_id", "")), str(req.get("name", "")), owner=OWNER)), []
+
+    def delete(req: dict):
+        studio.delete(str(req.get("character_id", "")), owner=OWNER)
+        return {"deleted": req.get("character_id")}, []
+
+    endpoint("design_candidates", design_candidates,
+             "Generate candidate portraits. Request: {spec: {hair_colour, ..., age, theme, theme_strength, extra}, "
+             "seed (-1 random), n (1-4), name?, character_id? (a draft to redesign), advanced?: {sampler, steps, "
+             "guidance, width, height, negative, upscale}}. Returns {character_id, candidates} and the images.")
+    endpoint("lock", lock, "Lock a candidate as the reference: {character_id, candidate_id}.")
+    endpoint("selfie", selfie,
+             "Selfies of a locked character: {character_id, selfie: {scene, scene_text, expression, framing, "
+             "outfit, likeness}, seed, count (1-4), advanced?}. Returns the selfie records and images.")
+    endpoint("list_characters", list_characters, "List characters (newest first): {}.")
+    endpoint("get_character", get_character,
+             "One character with spec, reference, candidates and selfies: {character_id}. Images: reference "
+             "then selfies.")
+    endpoint("rename", rename, "Rename: {character_id, name}.")
+    endpoint("delete", delete, "Delete a character and its images: {character_id}.")
