@@ -16,6 +16,7 @@ import gradio as gr
 from .character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue, selfie_catalogue
 from .errors import CustomizerError
 from .service import MAX_CANDIDATES, MAX_SELFIES, Studio
+from .settings import SIZE
 
 log = logging.getLogger(__name__)
 OWNER = "local"  # per-visitor owners arrive with multi-user privacy
@@ -64,6 +65,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
     shots = selfie_catalogue()
     profile = studio.profile
     samplers = [(label, name) for name, label in studio.samplers().items()]
+    size_max = min(SIZE[1], max(1024, 2 * profile.width, 2 * profile.height))
 
     with gr.Blocks(title="Character customizer") as demo:
         character_id = gr.State(None)     # the character being designed (draft) or just locked
@@ -82,8 +84,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                     steps = gr.Slider(1, 100, value=profile.steps, step=1, label="Steps")
                     guidance = gr.Slider(0, 20, value=profile.guidance, step=0.5, label="Guidance")
                 with gr.Row():
-                    width = gr.Slider(64, 1024, value=profile.width, step=8, label="Width")
-                    height = gr.Slider(64, 1024, value=profile.height, step=8, label="Height")
+                    width = gr.Slider(SIZE[0], size_max, value=profile.width, step=8, label="Width")
+                    height = gr.Slider(SIZE[0], size_max, value=profile.height, step=8, label="Height")
                     upscale = gr.Checkbox(False, label="Upscale 2x",
                                           info="learned upscaler if the profile has one, else Lanczos")
                 negative = gr.Textbox(studio_default_negative(), label="Negative prompt", lines=2,

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from apprunner import App
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the hub
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -65,3 +67,17 @@ def studio(tmp_path, tiny_config_path, tiny_engine):
     store = Store(config.db_path, config.data_dir)
     yield Studio(config, config.profile("tiny"), store, engine_factory=lambda profile: tiny_engine)
     store.close()
+
+
+@pytest.fixture
+def app_factory(tiny_config_path, tiny_model_dir):
+    apps: list[App] = []
+
+    def start() -> tuple[App, str]:
+        app = App(tiny_config_path)
+        apps.append(app)
+        return app, app.wait_ready()
+
+    yield start
+    for app in apps:
+        app.stop()

@@ -2,67 +2,9 @@
 documented API (design -> lock -> selfie -> list), restart it, and find the history still there."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class App:
-    """app.py in a subprocess; stops it on exit and shows its log when it fails to start."""
-
-    def __init__(self, config: Path, port: int):
-        self.port, self.log = port, config.parent / f"app-{port}.log"
-        env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--config", str(config),
-                                      "--port", str(port)], cwd=config.parent, env=env,
-                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 120) -> str:
-        url = f"http://127.0.0.1:{self.port}/"
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return url
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError(self.log.read_text()[-3000:])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-@pytest.fixture
-def app_factory(tiny_config_path, tiny_model_dir):
-    apps: list[App] = []
-
-    def start() -> tuple[App, str]:
-        app = App(tiny_config_path, free_port())
-        apps.append(app)
-        return app, app.wait_ready()
-
-    yield start
-    for app in apps:
-        app.stop()
 
 
 def test_design_lock_selfie_list_survives_restart(app_factory, tiny_config_path):
