@@ -44,35 +44,45 @@ def write_clip_tokenizer(out_dir: str | Path) -> Path:
     return out
 
 
+def _text_config(t: dict[str, Any]):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=49408, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+                          max_position_embeddings=CLIP_CONTEXT, hidden_act="quick_gelu", **t)
+
+
 def build_components(geo: dict[str, Any], seed: int = 0) -> dict[str, Any]:
-    """Random-initialised components of a StableDiffusionPipeline for a geometry."""
+    """Random-initialised components of a StableDiffusion(XL)Pipeline for a geometry."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
     u, v, t = geo["unet"], geo["vae"], geo["text_encoder"]
-    unet = UNet2DConditionModel(in_channels=4, out_channels=4, **u)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, **v)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-        max_position_embeddings=CLIP_CONTEXT, hidden_act="quick_gelu", **t,
-    ))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
+    comps = {
+        "unet": UNet2DConditionModel(in_channels=4, out_channels=4, **u),
+        "vae": AutoencoderKL(in_channels=3, out_channels=3, **v),
+        "text_encoder": CLIPTextModel(_text_config(t)),
+        "scheduler": DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                   clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+    }
+    if geo.get("family") == "sdxl":  # second, projecting text encoder; SDXL concatenates both hidden states
+        comps["text_encoder_2"] = CLIPTextModelWithProjection(_text_config(t))
+    return comps
 
 
 def save_pipeline(components: dict[str, Any], out_dir: str | Path) -> Path:
-    """Save as a diffusers pipeline folder (StableDiffusionPipeline layout, safetensors)."""
-    from diffusers import StableDiffusionPipeline
+    """Save as a diffusers pipeline folder (StableDiffusion or StableDiffusionXL layout, safetensors)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from transformers import CLIPTokenizer
 
     out = Path(out_dir)
-    tok_dir = write_clip_tokenizer(out / "tokenizer")
-    pipe = StableDiffusionPipeline(
-        **components, tokenizer=CLIPTokenizer.from_pretrained(tok_dir), safety_checker=None,
-        feature_extractor=None, image_encoder=None, requires_safety_checker=False,
-    )
+    tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(out / "tokenizer"))
+    if "text_encoder_2" in components:
+        pipe = StableDiffusionXLPipeline(**components, tokenizer=tokenizer, tokenizer_2=tokenizer,
+                                         image_encoder=None, feature_extractor=None)
+    else:
+        pipe = StableDiffusionPipeline(**components, tokenizer=tokenizer, safety_checker=None,
+                                       feature_extractor=None, image_encoder=None, requires_safety_checker=False)
     pipe.save_pretrained(out, safe_serialization=True)
     return out
 
@@ -159,8 +169,8 @@ def save_controlnet(unet, geo: dict[str, Any], out_dir: str | Path, seed: int = 
         geo["controlnet"]["conditioning_embedding_out_channels"]))
     with torch.no_grad():  # from_unet zero-initialises the output convs: make the control visible in tests
         for name, p in cn.named_parameters():
-            if name.startswith(("controlnet_cond_embedding.conv_out", "controlnet_down_blocks", "controlnet_mid_block")):
-                p.normal_(0.0, 0.05)
+            if name.startswith(("controlnet_cond_embedding", "controlnet_down_blocks", "controlnet_mid_block")):
+                p.normal_(0.0, 0.2 if name.startswith("controlnet_cond_embedding") else 0.05)
     cn.save_pretrained(out_dir, safe_serialization=True)
     return Path(out_dir)
 
