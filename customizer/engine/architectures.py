@@ -189,3 +189,22 @@ def build_random_model_dir(out_dir: str | Path, geometry_name: str = "tiny", see
     for i, theme in enumerate(themes):
         save_random_lora(comps["unet"], out / "loras" / f"{theme}.safetensors", geo["lora_rank"], seed + 1 + i)
     return out
+
+
+def build_latent_upscaler_dir(out_dir: str | Path, geometry_name: str = "tiny-latent-upscaler", seed: int = 0) -> Path:
+    """A random StableDiffusionLatentUpscalePipeline folder (the class of stabilityai/sd-x2-latent-upscaler)."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionLatentUpscalePipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    geo = geometry(geometry_name)
+    out = Path(out_dir)
+    torch.manual_seed(seed)
+    pipe = StableDiffusionLatentUpscalePipeline(
+        vae=AutoencoderKL(in_channels=3, out_channels=3, **geo["vae"]),
+        text_encoder=CLIPTextModel(_text_config(geo["text_encoder"])),
+        tokenizer=CLIPTokenizer.from_pretrained(write_clip_tokenizer(out / "tokenizer")),
+        unet=UNet2DConditionModel(**geo["unet"]),
+        scheduler=EulerDiscreteScheduler(prediction_type="sample"),
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out

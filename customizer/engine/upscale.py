@@ -25,7 +25,7 @@ class LearnedUpscaler:
 
         if self._pipe is None:
             self._pipe = StableDiffusionLatentUpscalePipeline.from_pretrained(
-                self.model, torch_dtype=self.dtype, local_files_only=self.local).to(self.device)
+                self.model, dtype=self.dtype, local_files_only=self.local).to(self.device)
         gen = torch.Generator("cpu").manual_seed(seed)
         return self._pipe(prompt=prompt, image=image, num_inference_steps=20, guidance_scale=0,
                           generator=gen).images[0]
