@@ -178,16 +178,33 @@ def test_every_pose_preset_renders_and_presets_differ(tiny_engine, portrait):
     assert same(render(tiny_engine, r), portrait)  # and out of it again
 
 
+def flat_reference() -> Image.Image:
+    return Image.new("RGB", (64, 64), (120, 10, 10))  # reference_b without the square: no edges at all
+
+
 def test_canny_control_from_reference(tiny_engine, ref_embeds):
     r = make_recipe(tiny_engine, kind="selfie", ip_adapter_scale=1.0, controlnet={"control": "canny"})
     a = render(tiny_engine, r, reference_embeds=ref_embeds[1], reference_image=reference_b())
-    assert a.size == (32, 32)
+    assert a.size == (32, 32) and px(a).std() > 5
+    assert same(render(tiny_engine, r, reference_embeds=ref_embeds[1], reference_image=reference_b()), a)
     plain = render(tiny_engine, r.replace(controlnet=None), reference_embeds=ref_embeds[1])
-    assert diff(a, plain) > DIFFERS
-    edges = np.asarray(control.canny_image(reference_b(), 32, 32))
-    assert edges.shape == (32, 32, 3) and edges.max() == 255
+    assert diff(a, plain) > DIFFERS  # the ControlNet pipeline (with IP-Adapter embeds) is the one that ran
     with pytest.raises(ValueError, match="reference"):
         tiny_engine.render(r)
+
+
+def test_canny_edges_at_render_size():
+    # At the bundled/real sizes (>= 128) the reference's edges survive into the control image.
+    edges = np.asarray(control.canny_image(reference_b(), 128, 128))
+    assert edges.shape == (128, 128, 3) and edges.max() > 64
+    assert np.asarray(control.canny_image(flat_reference(), 128, 128)).max() == 0
+
+
+def test_canny_edges_reach_the_controlnet_at_small_size(tiny_engine):
+    assert np.asarray(control.canny_image(reference_b(), 32, 32)).max() == 255
+    r = make_recipe(tiny_engine, controlnet={"control": "canny"})
+    assert diff(render(tiny_engine, r, reference_image=reference_b()),
+                render(tiny_engine, r, reference_image=flat_reference())) > DIFFERS
 
 
 def test_pose_image_size_and_content():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -22,7 +23,14 @@ def local_fingerprint(path: str | Path) -> str:
     p = Path(path)
     if p.is_file():
         return _hash_files([p], p.parent)
-    files = [f for f in p.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES]
+    roots = [p]
+    index = p / "model_index.json"
+    if index.is_file():  # a pipeline folder: only its own components (not ip_adapter/, loras/ beside them)
+        components = [k for k, v in json.loads(index.read_text()).items() if isinstance(v, list) and v[0]]
+        roots = [p / c for c in components if (p / c).is_dir()]
+    files = [f for r in roots for f in r.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES]
+    if index.is_file():
+        files.append(index)
     return _hash_files(files, p)
 
 

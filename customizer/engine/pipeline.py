@@ -93,6 +93,7 @@ class Engine:
             cn = diffusers.ControlNetModel.from_pretrained(p.controlnet.model, dtype=self.dtype,
                                                            local_files_only=self.local_only).to(self.device)
             self.cn_pipe = cn_cls.from_pipe(self.pipe, controlnet=cn)  # shares UNet/VAE/encoders: no second copy
+            self.cn_pipe.set_progress_bar_config(desc="denoising")
             self.weights["controlnet"] = fingerprint.fingerprint(p.controlnet.model)
         self.upscaler = (upscale.LearnedUpscaler(p.upscaler, self.device, self.dtype, self.local_only)
                          if p.upscaler else None)

@@ -1,0 +1,1 @@
+"""Training-side tools: the synthetic portrait renderer and corpus writer (numpy + Pillow only)."""
