@@ -15,11 +15,11 @@ import gradio as gr
 
 from .character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue, selfie_catalogue
 from .errors import CustomizerError
+from .owners import browser_secret, new_token, owner_from
 from .service import MAX_CANDIDATES, MAX_SELFIES, Studio
 from .settings import SIZE
 
 log = logging.getLogger(__name__)
-OWNER = "local"  # per-visitor owners arrive with multi-user privacy
 KEEP_OUTFIT = "(keep designed outfit)"
 CSS = """
 #likeness-note {font-size: 0.9em; opacity: 0.8}
@@ -55,8 +55,8 @@ def _caption(item: dict) -> str:
     return " · ".join(parts)
 
 
-def _character_choices(studio: Studio, locked_only: bool = False) -> list[tuple[str, str]]:
-    return [(f"{c['name']} ({c['status']})", c["id"]) for c in studio.list_characters(owner=OWNER)
+def _character_choices(studio: Studio, owner: str, locked_only: bool = False) -> list[tuple[str, str]]:
+    return [(f"{c['name']} ({c['status']})", c["id"]) for c in studio.list_characters(owner=owner)
             if not locked_only or c["status"] == "locked"]
 
 
@@ -68,6 +68,10 @@ def build_demo(studio: Studio) -> gr.Blocks:
     size_max = min(SIZE[1], max(1024, 2 * profile.width, 2 * profile.height))
 
     with gr.Blocks(title="Character customizer") as demo:
+        # a secret per browser (localStorage, encrypted with a server secret that survives restarts): its hash owns
+        # this visitor's characters
+        owner_token = gr.BrowserState("", storage_key="customizer-owner",
+                                      secret=browser_secret(studio.config.data_dir))
         character_id = gr.State(None)     # the character being designed (draft) or just locked
         candidate_ids = gr.State([])      # ids behind the candidate gallery, in order
         selected = gr.State(None)         # candidate id picked in the gallery
@@ -131,7 +135,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             with gr.Tab("Selfie studio", id="selfie"):
                 with gr.Row():
                     with gr.Column(scale=2):
-                        selfie_character = gr.Dropdown(_character_choices(studio, locked_only=True),
+                        selfie_character = gr.Dropdown([],
                                                        label="Locked character", elem_id="selfie-character")
                         reference_img = gr.Image(label="Reference portrait", interactive=False, height=200,
                                                  type="filepath")
@@ -162,7 +166,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             with gr.Tab("Characters", id="characters"):
                 with gr.Row():
                     with gr.Column(scale=2):
-                        char_pick = gr.Dropdown(_character_choices(studio), label="Character",
+                        char_pick = gr.Dropdown([], label="Character",
                                                 elem_id="characters-pick")
                         refresh_btn = gr.Button("Refresh list")
                         open_btn = gr.Button("Open", variant="primary")
@@ -201,14 +205,15 @@ def build_demo(studio: Studio) -> gr.Blocks:
         @friendly
         def on_generate(*args, progress=gr.Progress(track_tqdm=True)):
             values = list(args)
+            owner = owner_from(values.pop())
             spec = spec_from(values[:n_design])
             name_, seed_, randomize_, n_, *rest = values[n_design:]
             adv, char_id = advanced_from(rest[:n_adv]), rest[n_adv]
             if char_id:  # a locked character is never redesigned in place: start a new one
-                current = studio.get_character(char_id, owner=OWNER)
+                current = studio.get_character(char_id, owner=owner)
                 char_id = char_id if current["status"] == "draft" else None
             result = studio.design(spec, seed=None if randomize_ else seed_, n=int(n_), advanced=adv,
-                                   character_id=char_id, name=name_, owner=OWNER, progress=_progress_cb(progress))
+                                   character_id=char_id, name=name_, owner=owner, progress=_progress_cb(progress))
             cands = result["candidates"]
             character = result["character"]
             gallery = [(c["path"], _caption(c)) for c in cands]
@@ -217,7 +222,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             return gallery, [c["id"] for c in cands], None, character["id"], info, cands[0]["seed"]
 
         generate_btn.click(on_generate, [*design_inputs.values(), name, seed, randomize, n_candidates, *design_adv,
-                                         character_id],
+                                         character_id, owner_token],
                            [candidates, candidate_ids, selected, character_id, design_info, seed],
                            api_visibility="undocumented")
 
@@ -227,20 +232,21 @@ def build_demo(studio: Studio) -> gr.Blocks:
         candidates.select(on_pick, [candidate_ids], [selected], api_visibility="undocumented")
 
         @friendly
-        def on_lock(char_id, cand_id):
+        def on_lock(char_id, cand_id, token):
+            owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Generate candidates first.")
             if not cand_id:
                 raise gr.Error("Click a candidate portrait in the gallery first, then lock it.")
-            ref = studio.lock(char_id, cand_id, owner=OWNER)
-            character = studio.get_character(char_id, owner=OWNER)
+            ref = studio.lock(char_id, cand_id, owner=owner)
+            character = studio.get_character(char_id, owner=owner)
             info = (f"Locked **{character['name']}**. Its reference never changes; open the Selfie studio to take "
                     f"selfies.")
-            return (info, gr.update(choices=_character_choices(studio, True), value=char_id), ref["path"],
-                    gr.update(choices=_character_choices(studio), value=char_id), gr.Tabs(selected="selfie"),
-                    history_for(char_id))
+            return (info, gr.update(choices=_character_choices(studio, owner, True), value=char_id), ref["path"],
+                    gr.update(choices=_character_choices(studio, owner), value=char_id), gr.Tabs(selected="selfie"),
+                    history_for(char_id, owner))
 
-        lock_btn.click(on_lock, [character_id, selected],
+        lock_btn.click(on_lock, [character_id, selected, owner_token],
                        [design_info, selfie_character, reference_img, char_pick, tabs, history],
                        api_visibility="undocumented")
 
@@ -250,57 +256,67 @@ def build_demo(studio: Studio) -> gr.Blocks:
         new_btn.click(on_new, None, [character_id, candidate_ids, selected, candidates, design_info],
                       api_visibility="undocumented")
 
-        def history_for(char_id: str | None) -> list[tuple[str, str]]:
+        def history_for(char_id: str | None, owner: str) -> list[tuple[str, str]]:
             if not char_id:
                 return []
-            character = studio.get_character(char_id, owner=OWNER)
+            character = studio.get_character(char_id, owner=owner)
             return [(s["path"], _caption(s)) for s in character["selfies"]]
 
         @friendly
-        def on_selfie_character(char_id):
+        def on_selfie_character(char_id, token):
+            owner = owner_from(token)
             if not char_id:
                 return None, []
-            ref = studio.get_character(char_id, owner=OWNER)["reference"]
-            return (ref["path"] if ref else None), history_for(char_id)
+            ref = studio.get_character(char_id, owner=owner)["reference"]
+            return (ref["path"] if ref else None), history_for(char_id, owner)
 
-        selfie_character.change(on_selfie_character, [selfie_character], [reference_img, history],
+        selfie_character.change(on_selfie_character, [selfie_character, owner_token], [reference_img, history],
                                 api_visibility="undocumented")
 
         @friendly
         def on_selfie(char_id, scene_, scene_text_, expression_, framing_, outfit_, likeness_, count_, seed_,
                       randomize_, *adv_values, progress=gr.Progress(track_tqdm=True)):
+            *adv_values, token = adv_values
+            owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Choose a locked character first (lock a portrait in the Design tab).")
             shot = {"scene": scene_, "scene_text": scene_text_ or "", "expression": expression_,
                     "framing": framing_, "outfit": None if outfit_ == KEEP_OUTFIT else outfit_,
                     "likeness": float(likeness_)}
             made = studio.selfie(char_id, shot, seed=None if randomize_ else seed_, count=int(count_),
-                                 advanced=advanced_from(list(adv_values)), owner=OWNER,
+                                 advanced=advanced_from(list(adv_values)), owner=owner,
                                  progress=_progress_cb(progress))
             info = ", ".join(f"seed {s['seed']} ({s['recipe']['extra'].get('seconds', 0):.1f} s)" for s in made)
-            return history_for(char_id), f"New: {info}", made[0]["seed"]
+            return history_for(char_id, owner), f"New: {info}", made[0]["seed"]
 
         selfie_btn.click(on_selfie, [selfie_character, scene, scene_text, expression, framing, outfit, likeness,
-                                     selfie_count, selfie_seed, selfie_randomize, *selfie_adv],
+                                     selfie_count, selfie_seed, selfie_randomize, *selfie_adv, owner_token],
                          [history, selfie_info, selfie_seed], api_visibility="undocumented")
 
         # characters panel
-        def overview_gallery() -> list[tuple[str, str]]:
-            return [(c["thumbnail"], c["name"]) for c in studio.list_characters(owner=OWNER) if c["thumbnail"]]
+        def overview_gallery(owner: str) -> list[tuple[str, str]]:
+            return [(c["thumbnail"], c["name"]) for c in studio.list_characters(owner=owner) if c["thumbnail"]]
 
         @friendly
-        def on_refresh():
-            return (gr.update(choices=_character_choices(studio)), overview_gallery(),
-                    gr.update(choices=_character_choices(studio, True)))
+        def on_refresh(token):
+            owner = owner_from(token)
+            return (gr.update(choices=_character_choices(studio, owner)), overview_gallery(owner),
+                    gr.update(choices=_character_choices(studio, owner, True)))
 
-        refresh_btn.click(on_refresh, None, [char_pick, overview, selfie_character], api_visibility="undocumented")
-        demo.load(on_refresh, None, [char_pick, overview, selfie_character], api_visibility="undocumented")
+        def ensure_token(token):
+            return token or new_token()
+
+        refresh_btn.click(on_refresh, [owner_token], [char_pick, overview, selfie_character],
+                          api_visibility="undocumented")
+        demo.load(ensure_token, [owner_token], [owner_token], api_visibility="undocumented").then(
+            on_refresh, [owner_token], [char_pick, overview, selfie_character], api_visibility="undocumented")
 
         @friendly
-        def on_open(char_id):
+        def on_open(char_id, token):
+            owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Choose a character to open.")
-            character = studio.get_character(char_id, owner=OWNER)
+            character = studio.get_character(char_id, owner=owner)
             spec = character["spec"]
             design_values = [spec.get(k) for k in design_keys]
             gallery = [(c["path"], _caption(c)) for c in character["candidates"]]
@@ -309,67 +325,72 @@ def build_demo(studio: Studio) -> gr.Blocks:
             summary = {k: character[k] for k in ("id", "name", "status", "created_at", "spec")}
             summary["selfies"] = len(character["selfies"])
             return (*design_values, character["name"], gallery, ids, char_id, summary,
-                    gr.update(value=char_id if locked else None, choices=_character_choices(studio, True)),
-                    character["reference"]["path"] if character["reference"] else None, history_for(char_id),
+                    gr.update(value=char_id if locked else None, choices=_character_choices(studio, owner, True)),
+                    character["reference"]["path"] if character["reference"] else None, history_for(char_id, owner),
                     gr.Tabs(selected="selfie" if locked else "design"))
 
-        open_btn.click(on_open, [char_pick],
+        open_btn.click(on_open, [char_pick, owner_token],
                        [*design_inputs.values(), name, candidates, candidate_ids, character_id, char_info,
                         selfie_character, reference_img, history, tabs], api_visibility="undocumented")
 
         @friendly
-        def on_rename(char_id, new):
+        def on_rename(char_id, new, token):
+            owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Choose a character to rename.")
-            studio.rename(char_id, new, owner=OWNER)
-            return gr.update(choices=_character_choices(studio), value=char_id), overview_gallery(), ""
+            studio.rename(char_id, new, owner=owner)
+            return gr.update(choices=_character_choices(studio, owner), value=char_id), overview_gallery(owner), ""
 
-        rename_btn.click(on_rename, [char_pick, new_name], [char_pick, overview, new_name],
+        rename_btn.click(on_rename, [char_pick, new_name, owner_token], [char_pick, overview, new_name],
                          api_visibility="undocumented")
 
         @friendly
-        def on_delete(char_id, confirmed):
+        def on_delete(char_id, confirmed, token):
+            owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Choose a character to delete.")
             if not confirmed:
                 raise gr.Error("Tick 'Yes, delete it' first: deleting removes its images for good.")
-            studio.delete(char_id, owner=OWNER)
+            studio.delete(char_id, owner=owner)
             gr.Info("Character deleted.")
-            return (gr.update(choices=_character_choices(studio), value=None), overview_gallery(), False, None,
-                    gr.update(choices=_character_choices(studio, True), value=None))
+            return (gr.update(choices=_character_choices(studio, owner), value=None), overview_gallery(owner), False, None,
+                    gr.update(choices=_character_choices(studio, owner, True), value=None))
 
-        delete_btn.click(on_delete, [char_pick, confirm_delete],
+        delete_btn.click(on_delete, [char_pick, confirm_delete, owner_token],
                          [char_pick, overview, confirm_delete, char_info, selfie_character],
                          api_visibility="undocumented")
 
         @friendly
-        def on_unlock(char_id):
+        def on_unlock(char_id, token):
+            owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Choose a character to unlock.")
-            studio.unlock(char_id, owner=OWNER)
+            studio.unlock(char_id, owner=owner)
             gr.Info("Unlocked: the old reference and its selfies stay in the history.")
-            return gr.update(choices=_character_choices(studio)), gr.update(choices=_character_choices(studio, True))
+            return gr.update(choices=_character_choices(studio, owner)), gr.update(choices=_character_choices(studio, owner, True))
 
-        unlock_btn.click(on_unlock, [char_pick], [char_pick, selfie_character], api_visibility="undocumented")
+        unlock_btn.click(on_unlock, [char_pick, owner_token], [char_pick, selfie_character], api_visibility="undocumented")
 
         @friendly
-        def on_export(char_id):
+        def on_export(char_id, token):
+            owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Choose a character to export.")
-            return write_export(studio, char_id)
+            return write_export(studio, char_id, owner)
 
-        export_btn.click(on_export, [char_pick], [export_file], api_visibility="undocumented")
+        export_btn.click(on_export, [char_pick, owner_token], [export_file], api_visibility="undocumented")
 
         @friendly
-        def on_import(path):
+        def on_import(path, token):
+            owner = owner_from(token)
             if not path:
                 return gr.update(), gr.update(), gr.update()
-            imported = studio.import_(Path(path).read_bytes(), owner=OWNER)
+            imported = studio.import_(Path(path).read_bytes(), owner=owner)
             gr.Info(f"Imported '{imported['name']}'.")
-            return (gr.update(choices=_character_choices(studio), value=imported["id"]), overview_gallery(),
-                    gr.update(choices=_character_choices(studio, True)))
+            return (gr.update(choices=_character_choices(studio, owner), value=imported["id"]), overview_gallery(owner),
+                    gr.update(choices=_character_choices(studio, owner, True)))
 
-        import_file.upload(on_import, [import_file], [char_pick, overview, selfie_character],
+        import_file.upload(on_import, [import_file, owner_token], [char_pick, overview, selfie_character],
                            api_visibility="undocumented")
 
         add_api(studio)
@@ -382,9 +403,9 @@ def studio_default_negative() -> str:
     return default_negative()
 
 
-def write_export(studio: Studio, char_id: str) -> str:
-    data = studio.export(char_id, owner=OWNER)
-    name = studio.get_character(char_id, owner=OWNER)["name"]
+def write_export(studio: Studio, char_id: str, owner: str) -> str:
+    data = studio.export(char_id, owner=owner)
+    name = studio.get_character(char_id, owner=owner)["name"]
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:40] or "character"
     out = Path(tempfile.mkdtemp(prefix="export-")) / f"{safe}.zip"
     out.write_bytes(data)
@@ -403,42 +424,42 @@ def _public(item: dict) -> dict:
 
 def add_api(studio: Studio) -> None:
     """JSON endpoints: one request dict in -> (result dict, images). See README 'API'."""
-    def endpoint(api_name: str, fn: Callable[[dict], tuple[dict | list, list]], doc: str) -> None:
+    def endpoint(api_name: str, fn: Callable[[dict, str], tuple[dict | list, list]], doc: str) -> None:
         request = gr.JSON(visible=False)
         result = gr.JSON(visible=False)
         images = gr.Gallery(visible=False)
         trigger = gr.Button(visible=False)
 
         @friendly
-        def run(req, progress=gr.Progress(track_tqdm=True)):
+        def run(req, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
             if not isinstance(req, dict):
                 raise gr.Error("the request must be a JSON object")
-            return fn(req)
+            return fn(req, owner_from(req.get("token"), session=request.session_hash))
 
         run.__doc__ = doc
         trigger.click(run, [request], [result, images], api_name=api_name, api_description=doc)
 
-    def design_candidates(req: dict):
+    def design_candidates(req: dict, owner: str):
         out = studio.design(req.get("spec") or {}, seed=req.get("seed"), n=req.get("n", 1),
                             advanced=req.get("advanced"), character_id=req.get("character_id"),
-                            name=req.get("name"), owner=OWNER)
+                            name=req.get("name"), owner=owner)
         cands = out["candidates"]
         return {"character_id": out["character"]["id"], "candidates": [_public(c) for c in cands]}, _images(cands)
 
-    def lock(req: dict):
-        ref = studio.lock(str(req.get("character_id", "")), str(req.get("candidate_id", "")), owner=OWNER)
+    def lock(req: dict, owner: str):
+        ref = studio.lock(str(req.get("character_id", "")), str(req.get("candidate_id", "")), owner=owner)
         return _public(ref), _images([ref])
 
-    def selfie(req: dict):
+    def selfie(req: dict, owner: str):
         made = studio.selfie(str(req.get("character_id", "")), req.get("selfie") or {}, seed=req.get("seed"),
-                             count=req.get("count", 1), advanced=req.get("advanced"), owner=OWNER)
+                             count=req.get("count", 1), advanced=req.get("advanced"), owner=owner)
         return [_public(s) for s in made], _images(made)
 
-    def list_characters(req: dict):
-        return [_public(c) for c in studio.list_characters(owner=OWNER)], []
+    def list_characters(req: dict, owner: str):
+        return [_public(c) for c in studio.list_characters(owner=owner)], []
 
-    def get_character(req: dict):
-        c = studio.get_character(str(req.get("character_id", "")), owner=OWNER)
+    def get_character(req: dict, owner: str):
+        c = studio.get_character(str(req.get("character_id", "")), owner=owner)
         images = ([c["reference"]] if c["reference"] else []) + c["selfies"]
         body = {k: v for k, v in c.items() if k not in ("candidates", "selfies", "reference", "references")}
         body["reference"] = _public(c["reference"]) if c["reference"] else None
@@ -446,11 +467,11 @@ def add_api(studio: Studio) -> None:
         body["candidates"] = [_public(x) for x in c["candidates"]]
         return body, _images(images)
 
-    def rename(req: dict):
-        return _public(studio.rename(str(req.get("character_id", "")), str(req.get("name", "")), owner=OWNER)), []
+    def rename(req: dict, owner: str):
+        return _public(studio.rename(str(req.get("character_id", "")), str(req.get("name", "")), owner=owner)), []
 
-    def delete(req: dict):
-        studio.delete(str(req.get("character_id", "")), owner=OWNER)
+    def delete(req: dict, owner: str):
+        studio.delete(str(req.get("character_id", "")), owner=owner)
         return {"deleted": req.get("character_id")}, []
 
     endpoint("design_candidates", design_candidates,

@@ -7,11 +7,24 @@ from pathlib import Path
 import pytest
 
 
-def test_design_lock_selfie_list_survives_restart(app_factory, tiny_config_path):
-    from gradio_client import Client
+TOKEN = "alice-secret-token-0123456789"
 
+
+class Api:
+    """gradio_client with this user's token added to every request."""
+
+    def __init__(self, url: str, token: str):
+        from gradio_client import Client
+
+        self.client, self.token = Client(url, verbose=False), token
+
+    def predict(self, req, api_name: str):
+        return self.client.predict(dict(req, token=self.token) if isinstance(req, dict) else req, api_name=api_name)
+
+
+def test_design_lock_selfie_list_survives_restart(app_factory, tiny_config_path):
     app, url = app_factory()
-    client = Client(url, verbose=False)
+    client = Api(url, TOKEN)
     spec = {"hair_colour": "blonde", "eye_colour": "blue", "age": 41, "theme": "vintage", "theme_strength": 1.0}
     result, images = client.predict({"spec": spec, "seed": 21, "n": 2, "name": "Ada"},
                                      api_name="/design_candidates")
@@ -39,7 +52,7 @@ def test_design_lock_selfie_list_survives_restart(app_factory, tiny_config_path)
 
     app.stop()
     _, url2 = app_factory()
-    again = Client(url2, verbose=False)
+    again = Api(url2, TOKEN)
     character, imgs = again.predict({"character_id": cid}, api_name="/get_character")
     assert character["status"] == "locked" and character["reference"]["image_sha256"] == ref["image_sha256"]
     assert [s["id"] for s in character["selfies"]] == [selfies[0]["id"]]
@@ -48,3 +61,25 @@ def test_design_lock_selfie_list_survives_restart(app_factory, tiny_config_path)
     more, _ = again.predict({"character_id": cid, "selfie": {"scene": "beach"}, "seed": 6}, api_name="/selfie")
     assert more[0]["reference_id"] == character["reference"]["id"]
     assert (tiny_config_path.parent / "characters.db").exists()
+
+
+def test_owners_cannot_see_or_touch_each_others_characters(app_factory):
+    _, url = app_factory()
+    alice, bob = Api(url, TOKEN), Api(url, "bob-secret-token-9876543210")
+    made, _ = alice.predict({"spec": {"age": 30}, "seed": 1, "n": 1, "name": "Alice's"},
+                            api_name="/design_candidates")
+    cid, cand = made["character_id"], made["candidates"][0]["id"]
+    assert bob.predict({}, api_name="/list_characters")[0] == []
+    for req, api in (({"character_id": cid}, "/get_character"), ({"character_id": cid, "name": "x"}, "/rename"),
+                     ({"character_id": cid, "candidate_id": cand}, "/lock"), ({"character_id": cid}, "/delete"),
+                     ({"character_id": cid, "selfie": {}}, "/selfie")):
+        with pytest.raises(Exception, match="not found"):
+            bob.predict(req, api_name=api)
+    # a client without a token is its own anonymous owner
+    from gradio_client import Client
+
+    assert Client(url, verbose=False).predict({}, api_name="/list_characters")[0] == []
+    with pytest.raises(Exception, match="token"):
+        Client(url, verbose=False).predict({"token": "short"}, api_name="/list_characters")
+    mine, _ = alice.predict({}, api_name="/list_characters")
+    assert [c["name"] for c in mine] == ["Alice's"]

@@ -1,0 +1,55 @@
+"""Who owns a character. Every visitor gets an owner id; the store only shows an owner their own characters.
+
+- Browser visitors: a random secret token kept in the browser (gr.BrowserState, encrypted with a server secret
+  that persists next to the database so tokens survive restarts).
+- Logged-in users (Gradio auth / Hugging Face OAuth): their username.
+- API clients: the `token` field of the request (any secret they choose), else their client session.
+Owner ids are hashes: the database never holds a token.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+
+from .errors import SpecError
+
+TOKEN = re.compile(r"^[A-Za-z0-9_\-]{16,200}$")
+SECRET_FILE = "browser_state.secret"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _hash(kind: str, value: str) -> str:
+    return f"{kind}:" + hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:32]
+
+
+def owner_from(token: str | None = None, username: str | None = None, session: str | None = None) -> str:
+    """Owner id, strongest identity first. Raises SpecError for a malformed token."""
+    if username:
+        return _hash("user", username)
+    if token:
+        if not isinstance(token, str) or not TOKEN.match(token):
+            raise SpecError("token", "must be 16-200 characters of letters, digits, '-' or '_'")
+        return _hash("token", token)
+    if session:
+        return _hash("session", str(session))
+    raise SpecError("token", "no owner: send a token (API) or enable cookies/local storage (browser)")
+
+
+def browser_secret(data_dir: str | Path) -> str:
+    """The BrowserState encryption secret, created once (0600) beside the data so it survives restarts."""
+    path = Path(data_dir) / SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made by an earlier start (or a concurrent one)
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
