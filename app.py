@@ -22,7 +22,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--profile", help="model profile name (default: default_profile, or $CUSTOMIZER_PROFILE)")
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    ap.add_argument("--preload", action="store_true", help="load the model before serving (default: on first use)")
+    ap.add_argument("--preload", action="store_true",
+                    default=os.environ.get("CUSTOMIZER_PRELOAD", "1" if os.environ.get("SPACE_ID") else "0") == "1",
+                    help="load the model before serving (default on Spaces; elsewhere on first use)")
     return ap.parse_args(argv)
 
 

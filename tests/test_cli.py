@@ -38,5 +38,5 @@ def test_unknown_profile_exits_2_with_known_names():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out
     assert "unknown profile 'nope'" in proc.stderr
-    assert "known profiles: bundled, sd15, sdxl" in proc.stderr
+    assert "known profiles: bundled, sd15, sd15-zerogpu, sdxl" in proc.stderr
     assert "Traceback" not in out

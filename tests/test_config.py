@@ -49,7 +49,7 @@ def test_repo_config_profiles(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # relative paths resolve against the file, not the working directory
     cfg = load_config()
     assert cfg.path == DEFAULT_CONFIG.resolve()
-    assert set(cfg.profiles) == {"bundled", "sd15", "sdxl"}
+    assert set(cfg.profiles) == {"bundled", "sd15", "sd15-zerogpu", "sdxl"}
     assert cfg.default_profile == "bundled" and cfg.profile().name == "bundled"
     assert cfg.db_path == REPO_ROOT / "characters.db" and cfg.data_dir == REPO_ROOT / "data"
 
