@@ -107,6 +107,22 @@ class Studio:
     def _render(self, recipe: Recipe, embeds: bytes | None = None, reference: Image.Image | None = None):
         return self.engine.render(recipe, reference_embeds=embeds, reference_image=reference)
 
+    def _render_series(self, kind: str, count: int, progress: Progress, recipe_for: Callable[[int], Recipe],
+                       save: Callable[[Image.Image, dict], dict], embeds: bytes | None = None,
+                       reference: Image.Image | None = None) -> list[dict[str, Any]]:
+        """Render recipe_for(0..count-1) one by one, storing each as soon as it exists (nothing lost on a crash)."""
+        saved = []
+        for i in range(count):
+            progress(i / count, f"{kind} {i + 1} of {count}")
+            recipe = recipe_for(i)
+            t0 = time.perf_counter()
+            image, timings = self._render(recipe, embeds, reference)
+            recipe = recipe.replace(extra=recipe.extra | {"seconds": round(time.perf_counter() - t0, 3),
+                                                          "timings": timings})
+            saved.append(save(image, recipe.to_dict()))
+        progress(1.0, "done")
+        return saved
+
     # ---- design and lock -----------------------------------------------------------------------------------
     def design(self, spec: dict, seed: Any = None, n: Any = 1, advanced: dict | None = None,
                character_id: str | None = None, name: str | None = None, owner: str = "local",
@@ -125,17 +141,17 @@ class Studio:
         else:
             character = self.store.create_character((name or "").strip() or spec_obj.summary(), spec_obj.to_dict(),
                                                     owner=owner)
-        candidates = []
-        for i in range(n):
-            progress(i / n, f"portrait {i + 1} of {n}")
-            recipe = self._recipe("portrait", prompt, (base_seed + i) % SEED_MAX, settings, loras,
-                                  extra={"spec": spec_obj.to_dict()})
-            t0 = time.perf_counter()
-            image, timings = self._render(recipe)
-            recipe = recipe.replace(extra=recipe.extra | {"seconds": round(time.perf_counter() - t0, 3),
-                                                          "timings": timings})
-            candidates.append(self.store.add_candidate(character["id"], image, recipe.to_dict(), owner=owner))
-        progress(1.0, "done")
+        try:
+            candidates = self._render_series(
+                "portrait", n, progress,
+                lambda i: self._recipe("portrait", prompt, (base_seed + i) % SEED_MAX, settings, loras,
+                                       extra={"spec": spec_obj.to_dict()}),
+                lambda image, recipe: self.store.add_candidate(character["id"], image, recipe, owner=owner))
+        except BaseException:
+            # a brand-new character whose first render failed is not worth keeping as an empty draft
+            if not character_id and not self.store.get_character(character["id"], owner=owner)["candidates"]:
+                self.store.delete_character(character["id"], owner=owner)
+            raise
         return {"character": self.store.get_character(character["id"], owner=owner), "candidates": candidates}
 
     def lock(self, character_id: str, candidate_id: str, owner: str = "local") -> dict[str, Any]:
@@ -184,20 +200,14 @@ class Studio:
         controlnet = ({"model": cn.model, "control": cn.control, "preset": shot.framing, "scale": cn.scale}
                       if cn else None)
         ref_image = Image.open(reference["path"]).convert("RGB") if cn and cn.control == "canny" else None
-        out = []
-        for i in range(count):
-            progress(i / count, f"selfie {i + 1} of {count}")
-            recipe = self._recipe("selfie", prompt, (base_seed + i) % SEED_MAX, settings, loras,
-                                  ip_scale=self.likeness_to_scale(shot.likeness) if embeds else 0.0,
-                                  reference_sha=reference["image_sha256"], controlnet=controlnet,
-                                  extra={"spec": spec.to_dict(), "selfie": shot.to_dict()})
-            t0 = time.perf_counter()
-            image, timings = self._render(recipe, embeds, ref_image)
-            recipe = recipe.replace(extra=recipe.extra | {"seconds": round(time.perf_counter() - t0, 3),
-                                                          "timings": timings})
-            out.append(self.store.add_selfie(character_id, image, recipe.to_dict(), shot.to_dict(), owner=owner))
-        progress(1.0, "done")
-        return out
+        ip_scale = self.likeness_to_scale(shot.likeness) if embeds else 0.0
+        return self._render_series(
+            "selfie", count, progress,
+            lambda i: self._recipe("selfie", prompt, (base_seed + i) % SEED_MAX, settings, loras, ip_scale=ip_scale,
+                                   reference_sha=reference["image_sha256"], controlnet=controlnet,
+                                   extra={"spec": spec.to_dict(), "selfie": shot.to_dict()}),
+            lambda image, recipe: self.store.add_selfie(character_id, image, recipe, shot.to_dict(), owner=owner),
+            embeds, ref_image)
 
     # ---- reproduce -----------------------------------------------------------------------------------------
     def reproduce(self, image_sha256: str) -> tuple[Image.Image, bool]:

@@ -154,3 +154,13 @@ def test_export_import_round_trip_through_the_studio(studio):
     assert copy["reference"]["image_sha256"] == out["candidates"][0]["image_sha256"]
     # an imported locked character can take selfies right away (embedding recomputed on demand)
     assert studio.selfie(imported["id"], {"scene": "city"}, seed=2)[0]["reference_id"] == copy["reference"]["id"]
+
+
+def test_failed_first_render_leaves_no_empty_character(studio, monkeypatch):
+    def broken(recipe, embeds=None, reference=None):
+        raise RuntimeError("GPU fell off")
+
+    monkeypatch.setattr(studio, "_render", broken)
+    with pytest.raises(RuntimeError):
+        studio.design(SPEC, seed=1, n=2)
+    assert studio.list_characters() == []
