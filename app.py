@@ -13,7 +13,7 @@ import sys
 
 from customizer.availability import require_available
 from customizer.config import load_config
-from customizer.errors import ConfigError, ModelUnavailable
+from customizer.errors import ConfigError, ModelUnavailable, StorageError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     from customizer.store import Store
     from customizer.ui import CSS, build_demo
 
-    store = Store(config.db_path, config.data_dir)
+    try:
+        store = Store(config.db_path, config.data_dir)
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     studio = Studio(config, profile, store)
     if args.preload:
         try:

@@ -13,11 +13,11 @@ import re
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PIL import Image
 
-from .errors import ImportRefused, SpecError
+from .errors import CustomizerError, ImportRefused, SpecError
 from .store import Store, clean_name
 
 FORMAT = "customizer-character"
@@ -28,6 +28,8 @@ MAX_TOTAL_BYTES = 200 * 1024 * 1024
 MAX_IMAGE_SIDE = 8192  # generated images are at most ~2048 px; a tiny PNG can claim a huge canvas
 _IMAGE_NAME = re.compile(r"images/([0-9a-f]{64})\.png")
 _SHA = re.compile(r"[0-9a-f]{64}")
+MAX_DEPTH = 32  # nesting of character.json: exports are a few levels deep; deeper only serves to crash a parser
+SQL_INT = 2**63  # sqlite INTEGER range
 
 
 def export_character(store: Store, character_id: str, owner: str = "local") -> bytes:
@@ -120,9 +122,28 @@ def _check_rows(m: dict, key: str, extra: dict[str, Any]) -> list[dict]:
         _require(isinstance(r.get("image_sha256"), str) and _SHA.fullmatch(r["image_sha256"]) is not None,
                  f"{where}.image_sha256 is not a sha256")
         _require(isinstance(r.get("recipe"), dict), f"{where}.recipe must be an object")
+        # recipe fields that become typed columns: a wrong type must be refused here, not fail inside sqlite
+        seed = r["recipe"].get("seed")
+        _require(seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and -SQL_INT < seed < SQL_INT),
+                 f"{where}.recipe.seed must be a whole number")
+        for key in ("model_id", "kind"):
+            _require(r["recipe"].get(key) is None or isinstance(r["recipe"][key], str),
+                     f"{where}.recipe.{key} must be text")
         for field, ok in extra.items():
             _require(ok(r.get(field)), f"{where}.{field} is invalid")
     return rows
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, iteratively (a hostile file must not hit the recursion limit here)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:
+                stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def _parse_manifest(raw: bytes) -> dict:
@@ -130,6 +151,9 @@ def _parse_manifest(raw: bytes) -> dict:
         m = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ImportRefused(f"character.json is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ImportRefused("character.json is nested too deeply") from None
+    _require(_depth(m) <= MAX_DEPTH, f"nested more than {MAX_DEPTH} levels deep")
     _require(isinstance(m, dict), "must be a JSON object")
     _require(m.get("format", FORMAT) == FORMAT, "not a character export")
     if m.get("format_version") != FORMAT_VERSION:
@@ -143,13 +167,15 @@ def _parse_manifest(raw: bytes) -> dict:
     cand_ids = {k["id"] for k in cands}
     refs = _check_rows(m, "references", {
         "locked_at": _is_time, "unlocked_at": is_opt_time,
-        "candidate_id": lambda v: v is None or v in cand_ids,
+        "candidate_id": lambda v: v is None or (isinstance(v, str) and v in cand_ids),
     })
     ref_ids = {r["id"] for r in refs}
     selfies = _check_rows(m, "selfies", {
-        "created_at": _is_time, "reference_id": lambda v: v in ref_ids, "selfie": lambda v: isinstance(v, dict),
-        "likeness": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
-        "attempts": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "created_at": _is_time, "reference_id": lambda v: isinstance(v, str) and v in ref_ids,
+        "selfie": lambda v: isinstance(v, dict),
+        "likeness": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                            and 0 <= v <= 1),  # NaN fails the comparison too
+        "attempts": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v < SQL_INT,
     })
     active = [r for r in refs if r.get("unlocked_at") is None]
     _require(len(active) <= 1, "more than one active reference")
@@ -159,8 +185,20 @@ def _parse_manifest(raw: bytes) -> dict:
     return m
 
 
+def _checked(where: str, check: Callable[[dict], dict] | None, value: dict) -> dict:
+    if check is None:
+        return value
+    try:
+        return check(value)
+    except CustomizerError as e:  # SpecError, SafetyError: the archive's content is refused, with the reason
+        raise ImportRefused(f"character.json: {where}: {e}") from None
+
+
 def import_character(store: Store, data: bytes | str | Path, owner: str = "local",
-                     name: str | None = None) -> dict:
+                     name: str | None = None, check_spec: Callable[[dict], dict] | None = None,
+                     check_selfie: Callable[[dict], dict] | None = None) -> dict:
+    """check_spec / check_selfie (the app's CharacterSpec / SelfieSpec validation, safety filter included) return
+    the normalised dict to store or raise a CustomizerError, which refuses the import."""
     src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else Path(data)
     if isinstance(src, Path) and not src.is_file():
         raise ImportRefused(f"no such file: {src.name}")
@@ -221,7 +259,10 @@ def import_character(store: Store, data: bytes | str | Path, owner: str = "local
         if name is not None:
             raise  # the caller's own argument: their error, not the archive's
         raise ImportRefused(f"character.json: {e}") from None
+    spec = _checked("spec", check_spec, m["spec"])
+    for i, s in enumerate(m["selfies"]):
+        s["selfie"] = _checked(f"selfies[{i}].selfie", check_selfie, s["selfie"])
     return store._import_character(
-        owner=owner, name=new_name, spec=m["spec"], images={s: images[s] for s in sorted(needed)},
+        owner=owner, name=new_name, spec=spec, images={s: images[s] for s in sorted(needed)},
         candidates=m["candidates"], references=m["references"], selfies=m["selfies"],
     )

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from . import safety
-from .errors import SpecError
+from .errors import SpecError, shown
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 AGE_MIN, AGE_MAX = 18, 70
@@ -80,27 +80,29 @@ def clean_text(value: str) -> str:
 
 def _choice(field: str, value: Any, option: Option) -> str:
     if not isinstance(value, str) or value not in option.choices:
-        raise SpecError(field, f"{value!r} is not a valid {option.label.lower()}; "
+        raise SpecError(field, f"{shown(value)} is not a valid {option.label.lower()}; "
                                f"choose one of: {', '.join(option.choices)}")
     return value
 
 
 def _unit(field: str, value: Any) -> float:
     # bool is an int subclass: True would silently mean 1.0.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SpecError(field, f"must be a number between 0 and 1, got {value!r}")
+    # (math.isfinite() itself overflows on a huge int: only floats can be nan/inf)
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not math.isfinite(value))):
+        raise SpecError(field, f"must be a number between 0 and 1, got {shown(value)}")
     if not 0 <= value <= 1:
-        raise SpecError(field, f"must be between 0 and 1, got {value!r}")
+        raise SpecError(field, f"must be between 0 and 1, got {shown(value)}")
     return float(value)
 
 
 def _age(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError("age", f"must be a whole number from {AGE_MIN} to {AGE_MAX}, got {value!r}")
+        raise SpecError("age", f"must be a whole number from {AGE_MIN} to {AGE_MAX}, got {shown(value)}")
     if value < AGE_MIN:
-        raise SpecError("age", f"characters must be adults ({AGE_MIN} or older), got {value}")
+        raise SpecError("age", f"characters must be adults ({AGE_MIN} or older), got {shown(value)}")
     if value > AGE_MAX:
-        raise SpecError("age", f"must be at most {AGE_MAX}, got {value}")
+        raise SpecError("age", f"must be at most {AGE_MAX}, got {shown(value)}")
     return value
 
 
@@ -121,8 +123,11 @@ def _text(field: str, value: Any, limit: int) -> str:
 def _to_int(field: str, value: Any) -> Any:
     if isinstance(value, str):
         if not re.fullmatch(r"\s*[+-]?\d+\s*", value):
-            raise SpecError(field, f"must be a whole number, got {value!r}")
-        return int(value)
+            raise SpecError(field, f"must be a whole number, got {shown(value)}")
+        try:
+            return int(value)
+        except ValueError:  # more digits than int() accepts from text (4300)
+            raise SpecError(field, f"is far out of range, got {shown(value)}") from None
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)  # gr.Number sends floats
     return value  # validate() refuses the rest with the proper message
@@ -133,7 +138,7 @@ def _to_float(field: str, value: Any) -> Any:
         try:
             return float(value)  # "nan"/"inf" parse here and are refused by validate()
         except ValueError:
-            raise SpecError(field, f"must be a number, got {value!r}") from None
+            raise SpecError(field, f"must be a number, got {shown(value)}") from None
     return value
 
 

@@ -1,4 +1,17 @@
 """Named exceptions: every user-facing failure carries a message a person can act on."""
+from __future__ import annotations
+
+import reprlib
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 60, 60, 40
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4
+_SHOWN.maxlevel = 2
+
+
+def shown(value: object) -> str:
+    """repr() for error messages, bounded: a 100k-character or deeply nested input is not echoed back whole."""
+    return _SHOWN.repr(value)
 
 
 class CustomizerError(Exception):
@@ -9,7 +22,8 @@ class SpecError(CustomizerError, ValueError):
     """A character or selfie spec failed validation."""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+        name = field if len(field) <= 60 else field[:57] + "..."  # field names can come from the request
+        super().__init__(f"{name}: {message}")
         self.field = field
 
 
@@ -43,3 +57,7 @@ class StateError(CustomizerError):
 
 class ImportRefused(CustomizerError):
     """An export archive was refused on import."""
+
+
+class StorageError(CustomizerError):
+    """The database or the image folder cannot be written (disk full, read-only, I/O error); nothing was saved."""

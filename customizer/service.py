@@ -15,7 +15,7 @@ from PIL import Image
 from . import archive
 from .character import CharacterSpec, SelfieSpec
 from .config import AppConfig, Profile
-from .errors import SpecError, StateError
+from .errors import SpecError, StateError, shown
 from .gpu import gpu
 from .prompts import portrait_prompt, selfie_prompt
 from .recipe import Recipe
@@ -39,21 +39,23 @@ def resolve_seed(seed: Any) -> int:
     if isinstance(seed, bool):
         raise SpecError("seed", "must be a whole number")
     try:
-        value = int(float(seed))
-    except (TypeError, ValueError):
-        raise SpecError("seed", f"must be a whole number, got {seed!r}") from None
-    if value != float(seed) or not 0 <= value <= SEED_MAX:
-        raise SpecError("seed", f"must be a whole number from 0 to {SEED_MAX} (or -1 for random), got {seed!r}")
+        number = float(seed)
+        value = int(number)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf, or an int too large for a float
+        raise SpecError("seed", f"must be a whole number from 0 to {SEED_MAX} (or -1 for random), "
+                                f"got {shown(seed)}") from None
+    if value != number or not 0 <= value <= SEED_MAX:
+        raise SpecError("seed", f"must be a whole number from 0 to {SEED_MAX} (or -1 for random), got {shown(seed)}")
     return value
 
 
 def _count(field: str, value: Any, hi: int) -> int:
     try:
         n = int(value)
-    except (TypeError, ValueError):
-        raise SpecError(field, f"must be a whole number from 1 to {hi}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
+        raise SpecError(field, f"must be a whole number from 1 to {hi}, got {shown(value)}") from None
     if isinstance(value, bool) or n != value or not 1 <= n <= hi:
-        raise SpecError(field, f"must be a whole number from 1 to {hi}, got {value!r}")
+        raise SpecError(field, f"must be a whole number from 1 to {hi}, got {shown(value)}")
     return n
 
 
@@ -243,4 +245,8 @@ class Studio:
         return archive.export_character(self.store, character_id, owner=owner)
 
     def import_(self, data: bytes, owner: str = "local") -> dict:
-        return archive.import_character(self.store, data, owner=owner)
+        """An archive is untrusted input: its spec and selfie specs pass the same validation (safety filter
+        included) as the UI's, and are stored normalised."""
+        return archive.import_character(self.store, data, owner=owner,
+                                        check_spec=lambda d: CharacterSpec.from_dict(d).to_dict(),
+                                        check_selfie=lambda d: SelfieSpec.from_dict(d).to_dict())

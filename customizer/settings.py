@@ -3,6 +3,7 @@ limits with clear messages. Defaults come from the profile; the sampler list fro
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -12,7 +13,7 @@ import yaml
 
 from .character import clean_text
 from .config import Profile
-from .errors import SpecError
+from .errors import SpecError, shown
 
 SCHEDULERS = Path(__file__).resolve().parent / "data" / "schedulers.yaml"
 STEPS = (1, 100)
@@ -29,16 +30,18 @@ def samplers() -> dict[str, str]:
 
 def _number(field: str, value: Any, lo: float, hi: float, integer: bool) -> float | int:
     if isinstance(value, bool) or value is None:
-        raise SpecError(field, f"must be a number, got {value!r}")
+        raise SpecError(field, f"must be a number, got {shown(value)}")
     try:
         num = float(value)
     except (TypeError, ValueError):
-        raise SpecError(field, f"must be a number, got {value!r}") from None
+        raise SpecError(field, f"must be a number, got {shown(value)}") from None
+    except OverflowError:  # an int too large for a float
+        num = math.inf
     if not math.isfinite(num) or not lo <= num <= hi:
-        raise SpecError(field, f"must be between {lo:g} and {hi:g}, got {value!r}")
+        raise SpecError(field, f"must be between {lo:g} and {hi:g}, got {shown(value)}")
     if integer:
         if num != int(num):
-            raise SpecError(field, f"must be a whole number, got {value!r}")
+            raise SpecError(field, f"must be a whole number, got {shown(value)}")
         return int(num)
     return num
 
@@ -56,6 +59,9 @@ class Settings:
     @classmethod
     def resolve(cls, profile: Profile, raw: dict[str, Any] | None) -> "Settings":
         """Fill unset values from the profile and validate. Unknown keys are refused."""
+        if raw is not None and not isinstance(raw, Mapping):
+            raise SpecError("advanced", f"must be an object of settings (sampler, steps, guidance, width, height, "
+                                        f"negative, upscale), got {type(raw).__name__}")
         raw = dict(raw or {})
         unknown = set(raw) - {"sampler", "steps", "guidance", "width", "height", "negative", "upscale"}
         if unknown:
@@ -68,7 +74,7 @@ class Settings:
 
         sampler = str(pick("sampler", profile.scheduler))
         if sampler not in samplers():
-            raise SpecError("sampler", f"{sampler!r} is not a sampler; choose one of: {', '.join(samplers())}")
+            raise SpecError("sampler", f"{shown(sampler)} is not a sampler; choose one of: {', '.join(samplers())}")
         size = {}
         for key, default in (("width", profile.width), ("height", profile.height)):
             size[key] = _number(key, pick(key, default), *SIZE, integer=True)
@@ -84,7 +90,7 @@ class Settings:
             negative = negative or None
         upscale = raw.get("upscale", False)
         if not isinstance(upscale, bool):
-            raise SpecError("upscale", f"must be true or false, got {upscale!r}")
+            raise SpecError("upscale", f"must be true or false, got {shown(upscale)}")
         return cls(sampler=sampler,
                    steps=_number("steps", pick("steps", profile.steps), *STEPS, integer=True),
                    guidance=_number("guidance", pick("guidance", profile.guidance), *GUIDANCE, integer=False),

@@ -17,9 +17,12 @@ processes (a CLI, a second app instance) sharing the same database file.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -36,7 +39,7 @@ import sqlite_utils
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from .errors import NotFound, SpecError, StateError
+from .errors import NotFound, SpecError, StateError, StorageError
 
 RECIPE_CHUNK = "customizer_recipe"
 BUSY_TIMEOUT_MS = 10_000
@@ -46,6 +49,7 @@ _SHA_RE = re.compile(r"[0-9a-fA-F]{64}")
 _FILE_RE = re.compile(r"(?P<sha>[0-9a-f]{64})\.(png|bin)")
 _TMP_RE = re.compile(r"\.(?P<sha>[0-9a-f]{64})\.[0-9a-f]{32}\.tmp")
 _EXT = {"images": "png", "embeddings": "bin"}
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- migrations
@@ -161,22 +165,83 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# ---------------------------------------------------------------- storage failures
+# A full or read-only disk (or a failing one) is not a bug: it becomes a StorageError with a message a person can
+# act on, never a raw sqlite3/OSError (whose text may hold server paths). Errors of other kinds pass unchanged.
+_SQLITE_FULL, _SQLITE_READONLY, _SQLITE_PERM = 13, 8, 3
+_SQLITE_IO = {10: "disk I/O error", 14: "cannot open the database file", 11: "the database file is damaged",
+              26: "the database file is not a database"}  # IOERR, CANTOPEN, CORRUPT, NOTADB
+_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+_READONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
+_IO_ERRNOS = {errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG, errno.EMFILE,
+              errno.ENFILE, errno.ENXIO, errno.ENODEV}
+
+
+def _full(what: str) -> StorageError:
+    return StorageError(f"storage is full: could not {what}; free some disk space and try again")
+
+
+def _read_only(what: str) -> StorageError:
+    return StorageError(f"storage is read-only: could not {what}; the data folder must be writable")
+
+
+def _as_storage_error(e: BaseException, what: str) -> StorageError | None:
+    """The StorageError for a storage failure, or None for anything else (constraint, programming errors)."""
+    if isinstance(e, sqlite3.DatabaseError):
+        code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+; the message otherwise
+        code = code & 0xFF if code is not None else next(
+            (c for c, text in ((_SQLITE_FULL, "disk is full"), (_SQLITE_READONLY, "readonly database"),
+                               (10, "disk i/o error"), (14, "unable to open database"), (11, "malformed"),
+                               (26, "not a database")) if text in str(e).lower()), None)
+        if code == _SQLITE_FULL:
+            return _full(what)
+        if code in (_SQLITE_READONLY, _SQLITE_PERM):
+            return _read_only(what)
+        if code in _SQLITE_IO:
+            return StorageError(f"storage error ({_SQLITE_IO[code]}): could not {what}")
+        return None
+    if isinstance(e, OSError) and e.errno is not None:
+        if e.errno in _FULL_ERRNOS:
+            return _full(what)
+        if e.errno in _READONLY_ERRNOS:
+            return _read_only(what)
+        if e.errno in _IO_ERRNOS:  # strerror only: str(e) would show the server's path
+            return StorageError(f"storage error ({e.strerror or 'I/O error'}): could not {what}")
+    return None
+
+
+@contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (sqlite3.DatabaseError, OSError) as e:
+        err = _as_storage_error(e, what)
+        if err is None:
+            raise
+        raise err from e
+
+
 class Store:
     def __init__(self, db_path: str | Path, data_dir: str | Path):
         self.db_path = Path(db_path).resolve()
         self.data_dir = Path(data_dir).resolve()
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        for sub in _EXT:
-            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._pending: Counter[tuple[str, str]] = Counter()  # (kind, sha) written but row not committed yet
-        conn = sqlite3.connect(str(self.db_path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA foreign_keys = ON")  # per connection, off by default in SQLite
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.db.enable_wal()  # readers never block the writer; persistent in the file
-        self._migrate()
-        self.gc()
+        with _storage_errors("open the database and the image folder"):
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            for sub in _EXT:
+                (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.db_path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            try:
+                self.db.execute("PRAGMA foreign_keys = ON")  # per connection, off by default in SQLite
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self.db.enable_wal()  # readers never block the writer; persistent in the file
+                self._migrate()
+                self.gc()
+            except BaseException:
+                conn.close()
+                raise
 
     def __enter__(self) -> "Store":
         return self
@@ -194,7 +259,7 @@ class Store:
     def _tx(self) -> Iterator[sqlite_utils.Database]:
         """Write transaction. IMMEDIATE takes the write lock up front so another process makes us wait
         (busy_timeout) at BEGIN instead of failing later on a read->write lock upgrade."""
-        with self._lock:
+        with self._lock, _storage_errors("save the changes"):
             if self.db.conn.in_transaction:  # nested: a savepoint inside the outer transaction
                 with self.db.atomic():
                     yield self.db
@@ -214,7 +279,7 @@ class Store:
     @contextmanager
     def _read(self) -> Iterator[sqlite_utils.Database]:
         """Several SELECTs that must agree with each other (one snapshot even if another process writes)."""
-        with self._lock:
+        with self._lock, _storage_errors("read the database"):
             if self.db.conn.in_transaction:
                 yield self.db
                 return
@@ -285,7 +350,8 @@ class Store:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # best effort (a read-only disk refuses even this): the real
+                tmp.unlink(missing_ok=True)     # error is the one to report; gc() removes stale .tmp files
             raise
         _fsync_dir(path.parent)
 
@@ -302,7 +368,8 @@ class Store:
             with self._lock:
                 self._pending[(kind, sha)] += 1
             staged.append((kind, sha))
-            self._write_atomic(self._abs(kind, sha), data)
+            with _storage_errors("save the image" if kind == "images" else "save the reference embedding"):
+                self._write_atomic(self._abs(kind, sha), data)
             return sha
 
         failed = False
@@ -327,7 +394,11 @@ class Store:
         """Caller holds the lock and has committed: unlink the file if no row and no writer needs it."""
         if self._pending[(kind, sha)] or self._referenced(kind, sha):
             return False
-        self._abs(kind, sha).unlink(missing_ok=True)
+        try:
+            self._abs(kind, sha).unlink(missing_ok=True)
+        except OSError as e:  # e.g. a read-only disk: the row is gone, so gc() removes the file at the next open
+            log.warning("could not remove unreferenced %s %s: %s", kind, sha[:12], e.strerror)
+            return False
         return True
 
     def _unreferenced_images(self, db: sqlite_utils.Database, shas: list[str] | None = None) -> list[str]:

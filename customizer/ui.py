@@ -14,7 +14,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from .character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue, selfie_catalogue
-from .errors import CustomizerError
+from .errors import CustomizerError, SpecError
 from .owners import browser_secret, new_token, owner_from
 from .service import MAX_CANDIDATES, MAX_SELFIES, Studio
 from .settings import SIZE
@@ -422,6 +422,41 @@ def _public(item: dict) -> dict:
     return {k: v for k, v in item.items() if k not in ("path", "thumbnail")}
 
 
+def _unencodable(value: Any) -> bool:
+    """True if any string in a parsed JSON value holds an unpaired surrogate (valid JSON escape, not text).
+    Iterative: a deeply nested request must not hit the recursion limit here."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
+def _text(req: dict, key: str, required: bool = True) -> str | None:
+    """A request field that must be text (an id, a name): never str()-ed into "None" or "['x']"."""
+    value = req.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise SpecError(key, "is missing" if value is None else f"must be text, got {type(value).__name__}")
+    return value
+
+
+def _mapping(req: dict, key: str) -> Any:
+    """An optional object field: absent/null -> {}; anything else goes to its validator (which names the type)."""
+    value = req.get(key)
+    return {} if value is None else value
+
+
 def add_api(studio: Studio) -> None:
     """JSON endpoints: one request dict in -> (result dict, images). See README 'API'."""
     def endpoint(api_name: str, fn: Callable[[dict, str], tuple[dict | list, list]], doc: str) -> None:
@@ -433,25 +468,31 @@ def add_api(studio: Studio) -> None:
         @friendly
         def run(req, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
             if not isinstance(req, dict):
-                raise gr.Error("the request must be a JSON object")
-            return fn(req, owner_from(req.get("token"), session=request.session_hash))
+                raise gr.Error("the request must be a JSON object", print_exception=False)
+            if _unencodable(req):
+                raise gr.Error("the request holds text that is not valid Unicode (an unpaired surrogate)",
+                               print_exception=False)
+            token = req.get("token")
+            if token is not None and not isinstance(token, str):
+                raise SpecError("token", f"must be text, got {type(token).__name__}")
+            return fn(req, owner_from(token, session=request.session_hash))
 
         run.__doc__ = doc
         trigger.click(run, [request], [result, images], api_name=api_name, api_description=doc)
 
     def design_candidates(req: dict, owner: str):
-        out = studio.design(req.get("spec") or {}, seed=req.get("seed"), n=req.get("n", 1),
-                            advanced=req.get("advanced"), character_id=req.get("character_id"),
-                            name=req.get("name"), owner=owner)
+        out = studio.design(_mapping(req, "spec"), seed=req.get("seed"), n=req.get("n", 1),
+                            advanced=req.get("advanced"), character_id=_text(req, "character_id", required=False),
+                            name=_text(req, "name", required=False), owner=owner)
         cands = out["candidates"]
         return {"character_id": out["character"]["id"], "candidates": [_public(c) for c in cands]}, _images(cands)
 
     def lock(req: dict, owner: str):
-        ref = studio.lock(str(req.get("character_id", "")), str(req.get("candidate_id", "")), owner=owner)
+        ref = studio.lock(_text(req, "character_id"), _text(req, "candidate_id"), owner=owner)
         return _public(ref), _images([ref])
 
     def selfie(req: dict, owner: str):
-        made = studio.selfie(str(req.get("character_id", "")), req.get("selfie") or {}, seed=req.get("seed"),
+        made = studio.selfie(_text(req, "character_id"), _mapping(req, "selfie"), seed=req.get("seed"),
                              count=req.get("count", 1), advanced=req.get("advanced"), owner=owner)
         return [_public(s) for s in made], _images(made)
 
@@ -459,7 +500,7 @@ def add_api(studio: Studio) -> None:
         return [_public(c) for c in studio.list_characters(owner=owner)], []
 
     def get_character(req: dict, owner: str):
-        c = studio.get_character(str(req.get("character_id", "")), owner=owner)
+        c = studio.get_character(_text(req, "character_id"), owner=owner)
         images = ([c["reference"]] if c["reference"] else []) + c["selfies"]
         body = {k: v for k, v in c.items() if k not in ("candidates", "selfies", "reference", "references")}
         body["reference"] = _public(c["reference"]) if c["reference"] else None
@@ -468,10 +509,10 @@ def add_api(studio: Studio) -> None:
         return body, _images(images)
 
     def rename(req: dict, owner: str):
-        return _public(studio.rename(str(req.get("character_id", "")), str(req.get("name", "")), owner=owner)), []
+        return _public(studio.rename(_text(req, "character_id"), _text(req, "name"), owner=owner)), []
 
     def delete(req: dict, owner: str):
-        studio.delete(str(req.get("character_id", "")), owner=owner)
+        studio.delete(_text(req, "character_id"), owner=owner)
         return {"deleted": req.get("character_id")}, []
 
     endpoint("design_candidates", design_candidates,
