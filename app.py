@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         store = Store(config.db_path, config.data_dir)
+        store.prune_empty_drafts()  # left only by a crash mid-design; nothing is in flight yet
     except StorageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

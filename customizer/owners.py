@@ -42,14 +42,30 @@ def owner_from(token: str | None = None, username: str | None = None, session: s
 
 
 def browser_secret(data_dir: str | Path) -> str:
-    """The BrowserState encryption secret, created once (0600) beside the data so it survives restarts."""
+    """The BrowserState encryption secret, created once (0600) beside the data so it survives restarts.
+
+    Written to a temp file, fsynced, then hard-linked into place: a crash never leaves an empty secret (which
+    gradio would silently replace per process, cutting browsers off from their characters after a restart).
+    """
     path = Path(data_dir) / SECRET_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # made by an earlier start (or a concurrent one)
-        return path.read_text().strip()
-    value = secrets.token_urlsafe(32)
+    existing = path.read_text().strip() if path.exists() else ""
+    if existing:
+        return existing
+    tmp = path.with_name(f".{SECRET_FILE}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(value)
-    return value
+        f.write(secrets.token_urlsafe(32))
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        if path.exists():  # an empty leftover from an older crash
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # atomic and never overwrites a secret another process just made
+            except FileExistsError:
+                pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()

@@ -573,6 +573,17 @@ class Store:
             for sha in blobs:
                 self._remove_if_orphan("embeddings", sha)
 
+    def prune_empty_drafts(self) -> int:
+        """Delete drafts with no candidate and no reference: only left behind when the process died between
+        creating a character and saving its first portrait. Run at start-up, when no design is in flight."""
+        with self._lock:
+            with self._tx() as db:
+                cur = db.execute(
+                    "DELETE FROM characters WHERE status = 'draft' "
+                    "AND NOT EXISTS (SELECT 1 FROM candidates c WHERE c.character_id = characters.id) "
+                    "AND NOT EXISTS (SELECT 1 FROM refs r WHERE r.character_id = characters.id)")
+                return cur.rowcount
+
     def list_characters(self, owner: str = "local") -> list[dict]:
         with self._read() as db:
             rows = list(db.query(
