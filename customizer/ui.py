@@ -308,7 +308,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
 
         refresh_btn.click(on_refresh, [owner_token], [char_pick, overview, selfie_character],
                           api_visibility="undocumented")
-        demo.load(ensure_token, [owner_token], [owner_token], api_visibility="undocumented").then(
+        # outside the queue: the token must exist before the visitor's first click, even when the queue is busy
+        demo.load(ensure_token, [owner_token], [owner_token], queue=False, api_visibility="undocumented").then(
             on_refresh, [owner_token], [char_pick, overview, selfie_character], api_visibility="undocumented")
 
         @friendly

@@ -18,16 +18,26 @@ if not CHROMIUM and not os.environ.get("CI"):
 
 
 @pytest.fixture
-def page():
+def browser():
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "chromium must be installed in CI"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(90_000)
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+def new_page(browser):
+    """A fresh browser profile (own localStorage = own owner token)."""
+    pg = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    pg.set_default_timeout(240_000)  # first click loads the model: slow on a busy 2-core host
+    return pg
+
+
+@pytest.fixture
+def page(browser):
+    return new_page(browser)
 
 
 def shot(page, tmp_path: Path, name: str) -> None:
@@ -38,9 +48,11 @@ def shot(page, tmp_path: Path, name: str) -> None:
         page.screenshot(path=str(out / f"{name}.png"), full_page=True)
 
 
-def test_design_lock_selfie_and_history_after_reload(app_factory, page, tmp_path):
+def test_design_lock_selfie_and_history_after_reload(app_factory, browser, page, tmp_path):
     _, url = app_factory()
     page.goto(url)
+    # the page's load event gives this browser its owner token (kept in localStorage)
+    page.wait_for_function("window.localStorage.getItem('customizer-owner')")
     page.get_by_label("Name").fill("Browser Bea")
     page.click("#generate")
     page.wait_for_selector("#candidates img")
@@ -68,3 +80,17 @@ def test_design_lock_selfie_and_history_after_reload(app_factory, page, tmp_path
     page.wait_for_selector("#history img")
     assert page.locator("#history img").count() >= 1
     shot(page, tmp_path, "history-after-reload")
+
+    # another visitor (a fresh browser profile) sees none of it
+    stranger = new_page(browser)
+    stranger.goto(url)
+    stranger.wait_for_function("window.localStorage.getItem('customizer-owner')")
+    stranger.get_by_role("tab", name="Characters").click()
+    stranger.locator("#characters-pick input").click()
+    stranger.wait_for_timeout(1000)
+    assert stranger.get_by_role("option", name="Browser Bea (locked)").count() == 0
+    # while the owner, after a reload, still does
+    page.reload()
+    page.get_by_role("tab", name="Characters").click()
+    page.locator("#characters-pick input").click()
+    page.get_by_role("option", name="Browser Bea (locked)").wait_for()
