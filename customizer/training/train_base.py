@@ -1,0 +1,319 @@
+"""Train the bundled model's UNet and CLIP text encoder jointly from scratch on encoded latents.
+
+    python -m customizer.training.train_base --latents runs/latents.pt --vae runs/vae --out runs/base --steps N
+        [--batch B] [--lr LR] [--max-minutes M] [--resume]
+
+Epsilon prediction on a DDPM schedule (1000 steps, scaled_linear 0.00085..0.012, as SD 1.x), min-SNR-5 loss
+weighting, 10% caption dropout for classifier-free guidance (half of the dropped captions become "" and half the
+app's default negative prompt, so CFG with the app's negative behaves like CFG with an empty one), AdamW with
+warmup + cosine decay, gradient clipping, EMA of the UNet weights (--ema 0 disables). The text encoder is the
+geometry's CLIPTextModel over the real CLIP tokenizer (49408 tokens), trained from scratch with the UNet.
+
+Every --sample-every steps: samples/sample_<step>.png, the fixed prompts of samples/prompts.txt (held-out people,
+portraits and selfies) rendered through a real StableDiffusionPipeline with the app's dpmpp_2m sampler, 12 steps,
+guidance 5, the app's negative prompt and CPU generators (as the Engine renders). At the end (or when
+--max-minutes is spent) --out/pipeline is a complete StableDiffusionPipeline folder (save_pipeline layout:
+unet/ vae/ text_encoder/ tokenizer/ scheduler/ model_index.json) whose scheduler is the DDPM training config
+(trailing timestep spacing) from which the app builds each recipe's sampler.
+"""
+from __future__ import annotations
+
+from . import common  # first: sets OMP_WAIT_POLICY before torch loads
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+SAMPLE_SEED = 777001       # corpus seed of the held-out people in the sample grid
+SAMPLE_SAMPLER = "dpmpp_2m"
+SAMPLE_STEPS = 12
+SAMPLE_GUIDANCE = 5.0
+
+
+def noise_scheduler():
+    """The training schedule; saved as the pipeline's scheduler config (the app's samplers are built from it).
+    Trailing spacing makes few-step samplers start at t=999 (pure noise), which a from-scratch model needs."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         prediction_type="epsilon", clip_sample=False, timestep_spacing="trailing", steps_offset=1)
+
+
+def app_negative() -> str:
+    from ..prompts import default_negative, with_safety
+
+    return with_safety(default_negative())
+
+
+def sample_prompts(n: int = 8) -> list[str]:
+    """Captions of held-out people (alternating portrait and selfie where possible): what the grid shows."""
+    from .corpus import iter_plan
+
+    out, people = [], set()
+    for rec in iter_plan(SAMPLE_SEED):
+        if rec.split != "held_out" or rec.identity_seed in people:
+            continue
+        want = "portrait" if len(out) % 2 == 0 else "selfie"
+        if rec.kind != want:
+            continue
+        people.add(rec.identity_seed)
+        out.append(rec.caption)
+        if len(out) >= n:
+            break
+    return out
+
+
+def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for epsilon prediction: min(SNR, gamma) / SNR (Hang et al. 2023)."""
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
+    snr = alphas / (1 - alphas)
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def build_pipeline(unet, vae, text_encoder, tokenizer, scheduler):
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   image_encoder=None, requires_safety_checker=False)
+
+
+@torch.no_grad()
+def render_samples(unet, vae, text_encoder, tokenizer, ddpm, prompts: list[str], dev: common.Device, size: int,
+                   seeds: tuple[int, ...] = (0, 1), steps: int = SAMPLE_STEPS):
+    """A grid (one row per seed) through a real StableDiffusionPipeline with the app's sampler and settings."""
+    from ..engine import schedulers
+
+    pipe = build_pipeline(unet, vae, text_encoder, tokenizer, schedulers.make(SAMPLE_SAMPLER, dict(ddpm.config)))
+    pipe.set_progress_bar_config(disable=True)
+    was = unet.training, text_encoder.training
+    unet.eval()
+    text_encoder.eval()
+    rows = []
+    try:
+        for seed in seeds:
+            gens = [torch.Generator("cpu").manual_seed(seed * 1000 + i) for i in range(len(prompts))]
+            with dev.autocast():
+                images = pipe(prompt=prompts, negative_prompt=[app_negative()] * len(prompts),
+                              num_inference_steps=steps, guidance_scale=SAMPLE_GUIDANCE, width=size, height=size,
+                              generator=gens).images
+            rows.append(images)
+    finally:
+        unet.train(was[0])
+        text_encoder.train(was[1])
+    return common.grid(rows)
+
+
+def save_base_pipeline(unet, vae, text_encoder, ddpm, out: Path, dtype: str) -> Path:
+    """architectures.save_pipeline of copies (optionally fp16; the training models stay fp32)."""
+    from ..engine.architectures import save_pipeline
+
+    cast = torch.float16 if dtype == "fp16" else torch.float32
+    comps = {"unet": copy.deepcopy(unet).to("cpu", cast), "vae": copy.deepcopy(vae).to("cpu", cast),
+             "text_encoder": copy.deepcopy(text_encoder).to("cpu", cast), "scheduler": ddpm}
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        import shutil
+        shutil.rmtree(tmp)
+    save_pipeline(comps, tmp)
+    if cast == torch.float16:
+        # fp16 on disk (half the size) but a plain from_pretrained(dir) must still compute in fp32 on a CPU:
+        # diffusers models load as fp32 by default, transformers' dtype "auto" follows config.dtype, so declare
+        # float32 there (an explicit dtype=..., as the Engine passes, still wins).
+        import json
+        cfg_path = tmp / "text_encoder" / "config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["dtype"] = "float32"
+        cfg.pop("torch_dtype", None)
+        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if out.exists():
+        import shutil
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m customizer.training.train_base", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--latents", required=True, type=Path, help="file written by encode_corpus")
+    ap.add_argument("--vae", required=True, type=Path, help="VAE folder the latents were encoded with (train_vae)")
+    common.add_common_args(ap, default_batch=32)
+    ap.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate (UNet and text encoder)")
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--caption-dropout", type=float, default=0.1, help="fraction of captions replaced for CFG")
+    ap.add_argument("--negative-dropout-share", type=float, default=0.5,
+                    help="share of dropped captions that become the app's negative prompt instead of \"\"")
+    ap.add_argument("--snr-gamma", type=float, default=5.0, help="min-SNR weighting gamma (0: plain MSE)")
+    ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the UNet weights (0: no EMA)")
+    ap.add_argument("--grad-clip", type=float, default=1.0)
+    ap.add_argument("--sample-prompts", type=int, default=8, help="prompts in the sample grid")
+    ap.add_argument("--save-dtype", choices=("fp16", "fp32"), default="fp16",
+                    help="weights dtype of the pipeline folder (the app casts to its device dtype on load)")
+    args = ap.parse_args(argv)
+
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTokenizer
+
+    from ..engine.architectures import build_components, write_clip_tokenizer
+
+    geo = common.geometry(args.geometry)
+    size = int(geo["resolution"])
+    dev = common.pick_device(args.device, args.threads)
+    out: Path = args.out
+    state = common.prepare_out(out, args.resume)
+    log = common.JsonlLog(out / common.LOG)
+    (out / "samples").mkdir(exist_ok=True)
+
+    data = torch.load(args.latents, map_location="cpu", weights_only=False)
+    vae = AutoencoderKL.from_pretrained(args.vae).to(dev.device).eval().requires_grad_(False)
+    sf = float(vae.config.scaling_factor)
+    if abs(sf - float(data["scaling_factor"])) > 1e-6 * max(1.0, sf):
+        raise SystemExit(f"{args.latents} was encoded with scaling_factor {data['scaling_factor']} but {args.vae} has "
+                         f"{sf}: re-run encode_corpus with this VAE")
+    latents, latent_std = data["latents"], data.get("latent_std")
+    lat_shape = tuple(latents.shape[1:])
+    want = (geo["unet"].get("in_channels", 4), size // common.latent_factor(geo), size // common.latent_factor(geo))
+    if lat_shape != want:
+        raise SystemExit(f"latents are {lat_shape}, geometry {args.geometry!r} needs {want}")
+
+    common.seed_everything(args.seed)
+    comps = build_components(geo, args.seed)
+    unet, text_encoder = comps["unet"].to(dev.device), comps["text_encoder"].to(dev.device)
+    del comps
+    tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(out / "tokenizer"))
+    ddpm = noise_scheduler()
+
+    def tokenize(texts: list[str]) -> torch.Tensor:
+        return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                         return_tensors="pt").input_ids
+
+    caption_ids = tokenize(list(data["captions"]))
+    uncond_ids = tokenize(["", app_negative()])
+    n_data = len(caption_ids)
+
+    params = [{"params": list(unet.parameters())}, {"params": list(text_encoder.parameters())}]
+    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
+    ema = common.EMA(unet, args.ema).to(dev.device) if args.ema > 0 else None
+    step, seconds = 0, 0.0
+    if state is not None:
+        if state.get("geometry") != args.geometry:
+            raise SystemExit(f"checkpoint geometry {state.get('geometry')!r} != --geometry {args.geometry!r}")
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text_encoder"])
+        opt.load_state_dict(state["opt"])
+        if ema is not None and state.get("ema"):
+            ema.load_state_dict(state["ema"])
+        step, seconds = int(state["step"]), float(state["seconds"])
+    warmup = common.default_warmup(args)
+    prompts = sample_prompts(args.sample_prompts)
+    (out / "samples" / "prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
+
+    n_unet, n_te, n_vae = (common.param_count(m) for m in (unet, text_encoder, vae))
+    if step == 0:
+        log.write(event="start", geometry=args.geometry, device=dev.describe(), images=n_data,
+                  latent_shape=list(lat_shape), params={"unet": n_unet, "text_encoder": n_te, "vae": n_vae},
+                  fp16_mb=round(2 * (n_unet + n_te + n_vae) / 1e6, 2), batch=args.batch, steps=args.steps,
+                  lr=args.lr, warmup=warmup, ema=args.ema, snr_gamma=args.snr_gamma,
+                  caption_dropout=args.caption_dropout)
+    else:
+        log.write(event="resume", step=step, device=dev.describe())
+
+    def ema_ctx():
+        return ema.applied(unet) if ema is not None else _null()
+
+    def sample_grid() -> None:
+        t = time.perf_counter()
+        with ema_ctx():
+            img = render_samples(unet, vae, text_encoder, tokenizer, ddpm, prompts, dev, size)
+        img.save(out / "samples" / f"sample_{step:06d}.png")
+        img.save(out / "samples" / "sample_latest.png")
+        log.write(event="samples", step=step, seconds=round(time.perf_counter() - t, 2))
+
+    def checkpoint() -> None:
+        common.save_checkpoint(out / common.CHECKPOINT, {
+            "step": step, "seconds": seconds, "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+            "opt": opt.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+            "geometry": args.geometry, "args": {k: str(v) for k, v in vars(args).items()}})
+        log.write(event="checkpoint", step=step)
+
+    budget = common.Budget(args.max_minutes)
+    unet.train()
+    text_encoder.train()
+    acc_loss, acc_n, t_last, last_grid, stopped = 0.0, 0, time.perf_counter(), -1, "steps"
+    alphas = ddpm.alphas_cumprod
+    while step < args.steps:
+        t0 = time.perf_counter()
+        g = common.step_generator(args.seed, "base-step", step)   # data, noise, timesteps, dropout: f(seed, step)
+        idx = torch.randint(n_data, (args.batch,), generator=g)
+        lat = latents[idx].float()
+        if latent_std is not None:
+            lat = lat + latent_std[idx].float() * torch.randn(lat.shape, generator=g)
+        noise = torch.randn(lat.shape, generator=g)
+        timesteps = torch.randint(0, ddpm.config.num_train_timesteps, (args.batch,), generator=g)
+        ids = caption_ids[idx].clone()
+        drop = torch.rand(args.batch, generator=g) < args.caption_dropout
+        use_neg = torch.rand(args.batch, generator=g) < args.negative_dropout_share
+        ids[drop & ~use_neg] = uncond_ids[0]
+        ids[drop & use_neg] = uncond_ids[1]
+        a = alphas[timesteps].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * lat + (1 - a).sqrt() * noise             # = ddpm.add_noise, in fp32 on CPU
+        noisy, noise, timesteps, ids = (v.to(dev.device, non_blocking=True) for v in (noisy, noise, timesteps, ids))
+
+        lr = common.lr_at(step, args.lr, warmup, args.steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with dev.autocast():
+            hidden = text_encoder(ids)[0]
+            pred = unet(noisy, timesteps, hidden).sample
+        per = (pred.float() - noise).pow(2).mean(dim=(1, 2, 3))
+        if args.snr_gamma > 0:
+            per = per * min_snr_weights(ddpm, timesteps, args.snr_gamma)
+        loss = per.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_([p for grp in params for p in grp["params"]], args.grad_clip)
+        opt.step()
+        if ema is not None:
+            ema.update(unet)
+        step += 1
+        seconds += time.perf_counter() - t0
+        acc_loss += loss.item()
+        acc_n += 1
+        if step % args.log_every == 0 or step == args.steps:
+            now = time.perf_counter()
+            log.write(step=step, loss=acc_loss / acc_n, lr=lr, grad_norm=float(gnorm), seconds=round(seconds, 2),
+                      s_per_step=round((now - t_last) / acc_n, 4))
+            acc_loss, acc_n, t_last = 0.0, 0, now
+        if step % args.sample_every == 0:
+            sample_grid()
+            last_grid = step
+        if step % args.ckpt_every == 0 and step < args.steps:
+            checkpoint()
+        if budget.expired() and step < args.steps:
+            stopped = "max-minutes"
+            break
+    if last_grid != step:
+        sample_grid()
+    checkpoint()
+    with ema_ctx():
+        pipe_dir = save_base_pipeline(unet, vae, text_encoder, ddpm, out / "pipeline", args.save_dtype)
+    log.write(event="final", step=step, pipeline=str(pipe_dir), ema=ema is not None, dtype=args.save_dtype)
+    print(f"train_base: stopped at step {step}/{args.steps} ({stopped}); pipeline in {pipe_dir}, "
+          f"samples {out / 'samples' / 'sample_latest.png'}", file=sys.stderr)
+    return 0
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

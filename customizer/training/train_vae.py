@@ -1,0 +1,207 @@
+"""Train the bundled model's VAE (AutoencoderKL of the geometry) from scratch on synthetic renders.
+
+    python -m customizer.training.train_vae --out runs/vae --steps N [--batch B] [--max-minutes M] [--resume]
+
+Images are rendered on the fly (render.py via corpus.identity_records: random train-split people, random photo),
+so the VAE never sees a held-out person and no image is seen twice. No flips: marks and the hair parting are
+identity cues. Loss = L1 + edge (L1 between image gradients, keeps outlines and eyes crisp) + a small KL
+(per latent element). Every --sample-every steps: an eval on fixed held-out renders (logged as eval_l1) and
+samples/recon_<step>.png (row pairs: originals, reconstructions). At checkpoints and at the end the VAE is
+written with save_pretrained into --out (config.json + diffusion_pytorch_model.safetensors), with
+config.scaling_factor = 1 / std of its latents on held-out renders (as SD's 0.18215), so the folder is what
+encode_corpus and train_base read with AutoencoderKL.from_pretrained(--out).
+"""
+from __future__ import annotations
+
+from . import common  # first: sets OMP_WAIT_POLICY before torch loads
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+EVAL_SEED = 424242   # held-out people for the reconstruction grid and the scaling factor
+
+
+def edge_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """L1 between horizontal and vertical finite differences."""
+    dxa, dxb = a[..., :, 1:] - a[..., :, :-1], b[..., :, 1:] - b[..., :, :-1]
+    dya, dyb = a[..., 1:, :] - a[..., :-1, :], b[..., 1:, :] - b[..., :-1, :]
+    return 0.5 * ((dxa - dxb).abs().mean() + (dya - dyb).abs().mean())
+
+
+def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    post = vae.encode(x).latent_dist
+    eps = torch.randn(post.mean.shape, generator=generator).to(x.device, post.mean.dtype)
+    z = post.mean + post.std * eps
+    rec = vae.decode(z).sample
+    rec, xf = rec.float(), x.float()
+    l1 = (rec - xf).abs().mean()
+    edge = edge_l1(rec, xf)
+    kl = post.kl().float().mean() / z[0].numel()
+    loss = l1 + args.edge_weight * edge + args.kl_weight * kl
+    if args.mse_weight:
+        loss = loss + args.mse_weight * F.mse_loss(rec, xf)
+    return loss, {"l1": l1.item(), "edge": edge.item(), "kl": kl.item()}
+
+
+@torch.no_grad()
+def evaluate(vae, images: torch.Tensor, dev: common.Device, batch: int = 16) -> dict:
+    """Reconstruction L1 (posterior mean) and latent statistics on fixed held-out renders."""
+    was = vae.training
+    vae.eval()
+    recs, lats = [], []
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch].to(dev.device)
+        with dev.autocast():
+            post = vae.encode(x).latent_dist
+            recs.append(vae.decode(post.mean).sample.float().cpu())
+        lats.append(post.sample().float().cpu())
+    vae.train(was)
+    rec, lat = torch.cat(recs), torch.cat(lats)
+    return {"rec": rec, "eval_l1": (rec.clamp(-1, 1) - images).abs().mean().item(),
+            "latent_mean": lat.mean().item(), "latent_std": lat.std().item()}
+
+
+def recon_grid(images: torch.Tensor, rec: torch.Tensor, cols: int = 8):
+    rows = []
+    for i in range(0, len(images), cols):
+        rows.append([common.to_pil(t) for t in images[i:i + cols]])
+        rows.append([common.to_pil(t) for t in rec[i:i + cols]])
+    return common.grid(rows)
+
+
+def save_vae(vae, out: Path, scaling_factor: float) -> None:
+    vae.register_to_config(scaling_factor=float(scaling_factor))
+    vae.save_pretrained(out, safe_serialization=True)
+
+
+def build_vae(geo: dict, seed: int):
+    from ..engine.architectures import build_components
+
+    return build_components(geo, seed)["vae"]  # the same builder (and init) as every other model of this geometry
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m customizer.training.train_vae", description=__doc__.split("\n\n")[0])
+    common.add_common_args(ap, default_batch=8)
+    ap.add_argument("--lr", type=float, default=5e-4, help="peak AdamW learning rate")
+    ap.add_argument("--kl-weight", type=float, default=1e-4, help="weight of the KL per latent element")
+    ap.add_argument("--edge-weight", type=float, default=0.5, help="weight of the image-gradient L1")
+    ap.add_argument("--mse-weight", type=float, default=0.0, help="optional extra MSE weight")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="render processes (default: 0 on CPU, min(8, cores - 1) on CUDA)")
+    ap.add_argument("--eval-images", type=int, default=16, help="held-out renders for eval, grid and scaling factor")
+    args = ap.parse_args(argv)
+
+    geo = common.geometry(args.geometry)
+    size = int(geo["resolution"])
+    dev = common.pick_device(args.device, args.threads)
+    workers = args.workers
+    if workers is None:
+        workers = 0 if dev.type == "cpu" else min(8, (os.cpu_count() or 2) - 1)
+    out: Path = args.out
+    state = common.prepare_out(out, args.resume)
+    log = common.JsonlLog(out / common.LOG)
+    (out / "samples").mkdir(exist_ok=True)
+
+    common.seed_everything(args.seed)
+    vae = build_vae(geo, args.seed).to(dev.device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    step, seconds = 0, 0.0
+    if state is not None:
+        if state.get("geometry") != args.geometry:
+            raise SystemExit(f"checkpoint geometry {state.get('geometry')!r} != --geometry {args.geometry!r}")
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, seconds = int(state["step"]), float(state["seconds"])
+    scaling = float(state["scaling_factor"]) if state else 1.0
+    warmup = common.default_warmup(args)
+
+    from .corpus import render_record
+
+    eval_recs = common.held_out_records(EVAL_SEED, args.eval_images)
+    eval_images = torch.stack([common.to_tensor(render_record(r, size)) for r in eval_recs])
+    n_params = common.param_count(vae)
+    if step == 0:
+        log.write(event="start", geometry=args.geometry, device=dev.describe(), params=n_params,
+                  fp16_mb=round(2 * n_params / 1e6, 2), batch=args.batch, steps=args.steps, lr=args.lr,
+                  kl_weight=args.kl_weight, edge_weight=args.edge_weight, workers=workers)
+    else:
+        log.write(event="resume", step=step, device=dev.describe())
+
+    def checkpoint(final: bool = False) -> None:
+        nonlocal scaling
+        ev = evaluate(vae, eval_images, dev)
+        scaling = 1.0 / max(ev["latent_std"], 1e-6)
+        save_vae(vae, out, scaling)
+        common.save_checkpoint(out / common.CHECKPOINT, {
+            "step": step, "seconds": seconds, "model": vae.state_dict(), "opt": opt.state_dict(),
+            "geometry": args.geometry, "scaling_factor": scaling, "args": vars(args) | {"out": str(out)}})
+        log.write(event="final" if final else "checkpoint", step=step, eval_l1=ev["eval_l1"],
+                  latent_mean=ev["latent_mean"], latent_std=ev["latent_std"], scaling_factor=scaling)
+
+    last_grid = -1
+
+    def sample_grid() -> None:
+        nonlocal last_grid
+        last_grid = step
+        ev = evaluate(vae, eval_images, dev)
+        img = recon_grid(eval_images, ev["rec"])
+        img.save(out / "samples" / f"recon_{step:06d}.png")
+        img.save(out / "samples" / "recon_latest.png")
+        log.write(event="eval", step=step, eval_l1=ev["eval_l1"], latent_mean=ev["latent_mean"],
+                  latent_std=ev["latent_std"])
+
+    budget = common.Budget(args.max_minutes)
+    vae.train()
+    if step == 0:
+        sample_grid()
+    acc, acc_n, t_last, data_wait = {}, 0, time.perf_counter(), 0.0
+    stopped = "steps"
+    t_data = time.perf_counter()
+    for x in common.batches(args.seed, size, args.batch, step, args.steps, workers):
+        data_wait += time.perf_counter() - t_data
+        t0 = time.perf_counter()
+        lr = common.lr_at(step, args.lr, warmup, args.steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = x.to(dev.device, non_blocking=True)
+        with dev.autocast():
+            loss, parts = vae_loss(vae, x, args, common.step_generator(args.seed, "vae-noise", step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seconds += time.perf_counter() - t0
+        for k, v in {"loss": loss.item(), **parts, "grad_norm": float(gnorm)}.items():
+            acc[k] = acc.get(k, 0.0) + v
+        acc_n += 1
+        if step % args.log_every == 0 or step == args.steps:
+            now = time.perf_counter()
+            log.write(step=step, **{k: v / acc_n for k, v in acc.items()}, lr=lr, seconds=round(seconds, 2),
+                      s_per_step=round((now - t_last) / acc_n, 4), data_s_per_step=round(data_wait / acc_n, 4))
+            acc, acc_n, t_last, data_wait = {}, 0, now, 0.0
+        if step % args.sample_every == 0 and step < args.steps:
+            sample_grid()
+        if step % args.ckpt_every == 0 and step < args.steps:
+            checkpoint()
+        if budget.expired() and step < args.steps:
+            stopped = "max-minutes"
+            break
+        t_data = time.perf_counter()
+    if last_grid != step:
+        sample_grid()
+    checkpoint(final=True)
+    print(f"train_vae: stopped at step {step}/{args.steps} ({stopped}); VAE in {out}, "
+          f"grid {out / 'samples' / 'recon_latest.png'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
