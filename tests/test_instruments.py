@@ -1,0 +1,126 @@
+"""Measuring instruments (likeness encoder, attribute classifier) and the eval harness on the tiny random model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from customizer.training import instruments as ins
+from customizer.training import train_instruments as ti
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return ti.make_batch(0, groups=2, ids_per_group=2, views=2, singles=2, size=128)
+
+
+def test_batches_are_train_identities_with_shared_attributes(batch):
+    images, labels, people = batch
+    assert images.shape == (10, 128, 128, 3) and images.dtype == np.uint8
+    assert labels.shape == (10, len(ins.catalogue_heads())) and people.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 5]
+    # the two people of a group share the hair colour (column 0): the encoder cannot lean on it
+    assert labels[0, 0] == labels[2, 0] and labels[4, 0] == labels[6, 0]
+    seeds = ti.split_seeds(20, held_out=True, salt="t")
+    from customizer.training.corpus import is_held_out
+    assert all(is_held_out(s) for s in seeds) and len(set(seeds)) == 20
+
+
+def test_models_are_small_and_shaped():
+    enc, clf = ins.IdentityEncoder(), ins.AttributeClassifier()
+    assert ins.n_params(enc) < 1_000_000 and ins.n_params(clf) < 1_000_000  # fp16 <= 2 MB
+    x = torch.rand(3, 3, 128, 128)
+    z = enc.eval()(x)
+    assert z.shape == (3, 128) and torch.allclose(z.norm(dim=1), torch.ones(3), atol=1e-5)
+    logits = clf.eval()(x)
+    heads = ins.catalogue_heads()
+    assert set(logits) == set(heads) == set(ins.ATTRIBUTE_KEYS) | set(ins.SELFIE_KEYS)
+    assert all(logits[k].shape == (3, len(heads[k])) for k in heads)
+
+
+def test_a_few_steps_reduce_both_losses(batch):
+    trainer = ti.Trainer(lr=2e-3, augment=False, seed=0)
+    results = [trainer.step(batch) for _ in range(8)]
+    assert results[-1].identity_loss < results[0].identity_loss
+    assert results[-1].attribute_loss < results[0].attribute_loss
+    # and the augmented path runs
+    x = ti.augment(ins.to_tensor(batch[0]), torch.Generator().manual_seed(0))
+    assert x.shape == (10, 3, 128, 128) and 0 <= float(x.min()) and float(x.max()) <= 1
+
+
+def test_save_load_round_trip_is_identical(tmp_path, batch):
+    torch.manual_seed(1)
+    enc, clf = ins.IdentityEncoder(), ins.AttributeClassifier()
+    # move BN statistics off their defaults so the buffers are exercised too
+    x = ins.to_tensor(batch[0])
+    enc.train()(x)
+    clf.train()(x)
+    ins.save_instrument(enc, tmp_path, {"note": "test"})
+    ins.save_instrument(clf, tmp_path)
+    assert (tmp_path / "identity.safetensors").stat().st_size <= 2_000_000
+    assert (tmp_path / "attributes.safetensors").stat().st_size <= 2_000_000
+    cfg = json.loads((tmp_path / "attributes.json").read_text())
+    assert cfg["heads"] == ins.catalogue_heads() and cfg["kind"] == "attributes"
+    enc2, clf2 = ins.load_identity(tmp_path), ins.load_attributes(tmp_path)
+    with torch.inference_mode():
+        assert torch.equal(enc.eval()(x), enc2(x))
+        a, b = clf.eval()(x), clf2(x)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    loaded = ins.Instruments.load(tmp_path)
+    images = [Image.fromarray(im) for im in batch[0][:3]]
+    emb = loaded.embed(images)
+    assert emb.shape == (3, 128) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    preds = loaded.classify(images + [images[0].resize((32, 32))])  # any size is resized to 128
+    assert len(preds) == 4 and set(preds[0]) == set(ins.catalogue_heads())
+    with pytest.raises(FileNotFoundError, match="train_instruments"):
+        ins.load_identity(tmp_path / "missing")
+
+
+def test_verification_threshold_known_answer():
+    same = [0.9, 0.8, 0.7, 0.4]
+    different = [0.1] * 18 + [0.5, 0.85]
+    v = ins.verification(same, different, max_far=0.05)
+    # 5 % of 20 different pairs = 1 false accept allowed (the 0.85); the next one (0.5) must be rejected
+    assert 0.5 < v["threshold"] <= 0.7
+    assert v["far"] == pytest.approx(0.05) and v["tar"] == pytest.approx(0.75)
+    assert v["accuracy"] == pytest.approx((0.75 + 0.95) / 2)
+    # ties at the cut are all rejected rather than exceeding the false-accept budget
+    v = ins.verification([0.6, 0.6], [0.5] * 10 + [0.2] * 10, max_far=0.05)
+    assert v["far"] == 0.0 and v["tar"] == 1.0 and v["threshold"] > 0.5
+    # perfectly separable: every same pair accepted, no false accepts
+    v = ins.verification([0.9, 0.95], [0.1, 0.2, 0.3], max_far=0.05)
+    assert v["tar"] == 1.0 and v["far"] == 0.0 and v["accuracy"] == 1.0
+    # a looser budget lowers the threshold and accepts more
+    assert ins.verification(same, different, max_far=0.10)["threshold"] <= 0.5
+
+
+def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
+    from customizer import eval as ev
+
+    inst = tmp_path / "instruments"
+    torch.manual_seed(0)
+    ins.save_instrument(ins.IdentityEncoder(), inst)
+    ins.save_instrument(ins.AttributeClassifier(), inst)
+    out = tmp_path / "eval"
+    rc = ev.main(["--out", str(out), "--config", str(tiny_config_path), "--profile", "tiny", "--characters", "2",
+                  "--selfies-per", "2", "--instruments", str(inst)])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    for key in ("attribute_accuracy", "theme_accuracy", "scene_accuracy", "expression_accuracy", "identity",
+                "identity_no_ip_adapter", "n_characters", "n_selfies", "seconds"):
+        assert key in report, key
+    assert report["n_characters"] == 2 and report["n_selfies"] == 4
+    assert set(ins.ATTRIBUTE_KEYS) | {"mean"} <= set(report["attribute_accuracy"])
+    for block in (report["identity"], report["identity_no_ip_adapter"]):
+        for key in ("same_mean", "different_mean", "verification_accuracy"):
+            assert isinstance(block[key], float), key
+        assert block["n_same"] == 4 and block["n_different"] == 4
+    assert report["ip_adapter_scale"] > 0
+    # the held-out characters really are held out, and the two passes differ only in the IP-Adapter
+    from customizer.training.corpus import is_held_out
+    assert all(is_held_out(c["identity_seed"]) for c in report["characters"])
+    with Image.open(out / "contact_sheet.png") as sheet:
+        assert sheet.size == (2 + 3 * 130, 2 + 2 * 130)  # 2 rows; reference + 2 selfies
+    assert (out / "contact_sheet_no_ip_adapter.png").is_file()
