@@ -274,7 +274,10 @@ def check_after_kill(db_path: Path, data_dir: Path, workers: list[Worker]) -> di
             for s in store.list_characters(owner=owner):
                 full = store.get_character(s["id"], owner=owner)
                 if not full["candidates"] and not full["references"]:
-                    empty_drafts += 1  # a kill between create_character and the first candidate
+                    # a kill between create_character and the first candidate: not user data, and the app
+                    # prunes such drafts when it starts, so it is no baseline for the next kill
+                    empty_drafts += 1
+                    continue
                 fresh[s["id"]] = Char(
                     s["id"], status=full["status"],
                     ref_sha=(full["reference"] or {}).get("image_sha256"),
