@@ -57,10 +57,6 @@ class Profile:
     allow_download: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # keys later issues add (likeness band, retries...)
 
-    def is_local(self, ref: str) -> bool:
-        """A reference is local when it is an existing path or looks like one (not 'owner/name')."""
-        return Path(ref).is_absolute() or ref.startswith((".", "assets/")) or Path(ref).exists()
-
 
 @dataclass(frozen=True)
 class AppConfig:

@@ -78,7 +78,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
 
         gr.Markdown("# Character customizer\nDesign a fictional adult character, lock a reference portrait, "
                     "then take selfies that stay recognisably the same character.")
-        status = gr.Markdown(f"Model profile **{profile.name}** ({profile.family}, {profile.width}x{profile.height})",
+        gr.Markdown(f"Model profile **{profile.name}** ({profile.family}, {profile.width}x{profile.height})",
                              elem_classes="status-line")
 
         def advanced_controls(prefix: str) -> list[gr.components.Component]:

@@ -7,6 +7,7 @@ folder), whatever --config says, so a load or crash run never touches a real cha
 from __future__ import annotations
 
 import hashlib
+import shutil
 import math
 import os
 import socket
@@ -243,3 +244,22 @@ def store_check(db_path: Path, data_dir: Path) -> dict[str, Any]:
         if report[key]:
             problems.append(f"{key}: {report[key][:5]} ({len(report[key])})")
     return {"report": report, "clean": not problems, "problems": problems}
+
+
+def record_fatal(report: dict[str, Any], error: Exception, server) -> None:
+    """The report says what broke (and what the server printed last) instead of a bare traceback."""
+    report["fatal"] = f"{type(error).__name__}: {error}"
+    if server is not None:
+        report["server_log_tail"] = server.tail(2000)
+
+
+def close_run(report: dict[str, Any], server, t_start: float, seconds_key: str, workdir: Path,
+              keep_workdir: bool) -> None:
+    """Shared end of a script run: stop the server, record time and machine, remove a temporary workdir."""
+    if server is not None:
+        server.kill()
+    report[seconds_key] = round(time.perf_counter() - t_start, 1)
+    report["machine"] = {"cpus": os.cpu_count(), "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+                         "note": "shared 2-core machine: timings are noisy"}
+    if not keep_workdir:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -29,10 +29,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import random
 import secrets
-import shutil
 import sys
 import tempfile
 import threading
@@ -448,18 +446,10 @@ def main(argv: list[str] | None = None) -> int:
             if warmups else None,
         )
         report["ok"] = (not violations and not unexpected and report["kills"] == args.kills)
-    except Exception as e:  # noqa: BLE001
-        report["fatal"] = f"{type(e).__name__}: {e}"
-        if server is not None:
-            report["server_log_tail"] = server.tail(2000)
+    except Exception as e:  # noqa: BLE001 - the report says what broke
+        h.record_fatal(report, e, server)
     finally:
-        if server is not None:
-            server.kill()
-        report["seconds"] = round(time.perf_counter() - t_all, 1)
-        report["machine"] = {"cpus": os.cpu_count(), "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-                             "note": "shared 2-core machine: timings are noisy"}
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        h.close_run(report, server, t_all, "seconds", workdir, keep_workdir=bool(args.workdir))
     if report["violations"] is None:
         report["violations"] = len(violations)
     text = json.dumps(report, indent=2, default=str)

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import secrets
-import shutil
 import sys
 import tempfile
 import threading
@@ -445,17 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         report["ok"] = (report["errors"] == 0 and not timed_out and report["integrity"]["clean"]
                         and report.get("burst", {"ok": True})["ok"])
     except Exception as e:  # noqa: BLE001 - the report says what broke
-        report["fatal"] = f"{type(e).__name__}: {e}"
-        if server is not None:
-            report["server_log_tail"] = server.tail(2000)
+        h.record_fatal(report, e, server)
     finally:
-        if server is not None:
-            server.kill()
-        report["total_seconds"] = round(time.perf_counter() - t_all, 1)
-        report["machine"] = {"cpus": os.cpu_count(), "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-                             "note": "shared 2-core machine: timings are noisy"}
-        if not args.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        h.close_run(report, server, t_all, "total_seconds", workdir, keep_workdir=bool(args.workdir))
     text = json.dumps(report, indent=2, default=str)
     print(text)
     if args.json:

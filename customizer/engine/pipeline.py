@@ -49,7 +49,7 @@ class Engine:
             self._load()
         except ModelUnavailable:
             raise
-        except (OSError, ValueError, EnvironmentError) as e:  # missing/corrupt files, failed download
+        except (OSError, ValueError) as e:  # missing/corrupt files, failed download
             raise ModelUnavailable(f"Model profile '{profile.name}' could not be loaded: {e}") from e
         self.load_seconds = time.perf_counter() - t0
         self.versions = library_versions() | {f"weights:{k}": v for k, v in self.weights.items()}

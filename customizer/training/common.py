@@ -123,6 +123,13 @@ def load_checkpoint(path: str | Path, restore_rng: bool = True) -> dict[str, Any
     return state
 
 
+def resume_point(state: dict[str, Any], geometry: str) -> tuple[int, float]:
+    """(step, seconds) to continue from; refuses a checkpoint made for another geometry."""
+    if state.get("geometry") != geometry:
+        raise SystemExit(f"checkpoint geometry {state.get('geometry')!r} != --geometry {geometry!r}")
+    return int(state["step"]), float(state["seconds"])
+
+
 def prepare_out(out: Path, resume: bool) -> dict[str, Any] | None:
     """Create out; with --resume return its checkpoint (None if there is none yet). Without --resume refuse to
     start over an existing run (that would silently mix two runs' logs and files)."""

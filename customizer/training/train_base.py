@@ -200,14 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     ema = common.EMA(unet, args.ema).to(dev.device) if args.ema > 0 else None
     step, seconds = 0, 0.0
     if state is not None:
-        if state.get("geometry") != args.geometry:
-            raise SystemExit(f"checkpoint geometry {state.get('geometry')!r} != --geometry {args.geometry!r}")
+        step, seconds = common.resume_point(state, args.geometry)
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
         opt.load_state_dict(state["opt"])
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
-        step, seconds = int(state["step"]), float(state["seconds"])
     warmup = common.default_warmup(args)
     prompts = sample_prompts(args.sample_prompts)
     (out / "samples" / "prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")

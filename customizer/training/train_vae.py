@@ -114,11 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, seconds = 0, 0.0
     if state is not None:
-        if state.get("geometry") != args.geometry:
-            raise SystemExit(f"checkpoint geometry {state.get('geometry')!r} != --geometry {args.geometry!r}")
+        step, seconds = common.resume_point(state, args.geometry)
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        step, seconds = int(state["step"]), float(state["seconds"])
     scaling = float(state["scaling_factor"]) if state else 1.0
     warmup = common.default_warmup(args)
 
