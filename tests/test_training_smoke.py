@@ -76,6 +76,22 @@ def test_encode_corpus(latents, vae_dir):
     assert data["captions"][0] == data["records"][0]["caption"] and data["captions"][0].startswith("portrait")
     sf = json.loads((vae_dir / "config.json").read_text())["scaling_factor"]
     assert data["scaling_factor"] == pytest.approx(sf) and data["resolution"] == 32
+    # the base corpus has no themes, and each person's reconstructed portrait is the IP-Adapter's reference
+    assert data["theme"] == "none" and {r["attrs"]["theme"] for r in data["records"]} == {"none"}
+    people = list(dict.fromkeys(r["identity_seed"] for r in data["records"]))
+    assert data["references"].shape == (len(people), 3, 32, 32) and data["references"].dtype == torch.uint8
+    assert data["ref_of"].tolist() == [people.index(r["identity_seed"]) for r in data["records"]]
+    assert data["is_portrait"].tolist() == [r["kind"] == "portrait" for r in data["records"]]
+    assert data["references"].float().std() > 5                       # a picture, not a blank
+
+
+def test_theme_corpus_renders_the_theme_but_captions_without_it():
+    from customizer.training.corpus import identity_records
+
+    plain, fantasy, drawn = (identity_records(1234, theme=t) for t in ("none", "fantasy", None))
+    assert [r.attrs["theme"] for r in fantasy] == ["fantasy"] * len(fantasy)
+    assert [r.caption for r in fantasy] == [r.caption for r in plain]   # the LoRA, not a word, makes the theme
+    assert [r.variation for r in fantasy] == [r.variation for r in drawn]
 
 
 def test_base_trains_resumes_exactly_and_loads(latents, vae_dir, runs):
@@ -92,7 +108,7 @@ def test_base_trains_resumes_exactly_and_loads(latents, vae_dir, runs):
     assert (out / "samples" / "sample_000002.png").exists() and (out / "samples" / "sample_latest.png").exists()
     run(fresh)                                            # the same 3 steps without interruption
     a, b = (torch.load(d / common.CHECKPOINT, map_location="cpu", weights_only=False) for d in (out, fresh))
-    for part in ("unet", "text_encoder"):
+    for part in ("unet", "text_encoder", "image_encoder"):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), f"resumed {part} differs"
     assert all(torch.equal(a["ema"]["shadow"][k], b["ema"]["shadow"][k]) for k in a["ema"]["shadow"])
 
@@ -108,3 +124,83 @@ def test_base_trains_resumes_exactly_and_loads(latents, vae_dir, runs):
     image = pipe("portrait of an adult, red hair", negative_prompt=train_base.app_negative(), num_inference_steps=3,
                  guidance_scale=5.0, width=32, height=32, generator=torch.Generator().manual_seed(0)).images[0]
     assert image.size == (32, 32)
+
+
+@pytest.fixture(scope="module")
+def base_ip(latents, vae_dir, runs):
+    out = runs / "base-ip"
+    assert train_base.main(["--latents", str(latents), "--vae", str(vae_dir), "--out", str(out), "--steps", "2",
+                            *FAST, "--sample-prompts", "2", "--save-dtype", "fp32"]) == 0
+    return out
+
+
+def test_ip_adapter_trained_with_the_base_loads_in_diffusers_and_conditions(base_ip, latents):
+    out = base_ip
+    ckpt = torch.load(out / common.CHECKPOINT, map_location="cpu", weights_only=False)
+    assert ckpt["ip_adapter"] is True and any("to_k_ip" in k for k in ckpt["unet"])
+    from PIL import Image
+
+    grid = Image.open(out / "samples" / "sample_latest.png")
+    assert grid.size[1] > 4 * 32                        # references + 2 seeds without + 2 seeds with the adapter
+
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(out / "pipeline")
+    assert pipe.unet.encoder_hid_proj is None           # the base UNet is saved without the adapter
+    pipe.load_ip_adapter(out / "ip_adapter", subfolder="", weight_name="ip_adapter.safetensors",
+                         image_encoder_folder="image_encoder")
+    pipe.set_progress_bar_config(disable=True)
+    data = torch.load(latents, map_location="cpu", weights_only=False)
+    ref = Image.fromarray(data["references"][0].permute(1, 2, 0).numpy())
+
+    def render(scale, image):
+        pipe.set_ip_adapter_scale(scale)
+        return pipe("selfie of an adult", num_inference_steps=2, guidance_scale=5.0, width=32, height=32,
+                    ip_adapter_image=image, output_type="pt", generator=torch.Generator().manual_seed(0)).images
+
+    # diffusers' own image path (feature extractor + image encoder) equals the training path's embedding
+    from customizer.training import ip_adapter as ipa
+
+    embeds = pipe.prepare_ip_adapter_image_embeds(ip_adapter_image=[ref], ip_adapter_image_embeds=None,
+                                                  device="cpu", num_images_per_prompt=1,
+                                                  do_classifier_free_guidance=False)[0]
+    enc = pipe.image_encoder
+    assert torch.allclose(embeds, ipa.embed(enc, data["references"][:1], "cpu"), atol=1e-5)
+    with_ref, without = render(1.0, ref), render(0.0, ref)
+    assert (with_ref - without).abs().max() > 1e-4      # the reference changes the picture at scale 1
+
+
+
+def test_theme_lora_trains_on_the_base_and_loads_with_its_strength(base_ip, vae_dir, runs):
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    from customizer.training import train_lora
+
+    themed = runs / "latents_fantasy.pt"
+    assert encode_corpus.main(["--vae", str(vae_dir), "--n", "8", "--out", str(themed), "--batch", "4",
+                               "--theme", "fantasy"]) == 0
+    out = runs / "lora"
+    args = ["--base", str(base_ip), "--latents", str(themed), "--theme", "fantasy", "--out", str(out),
+            "--steps", "2", *FAST, "--sample-prompts", "2"]
+    assert train_lora.main(args) == 0
+    with pytest.raises(SystemExit):                      # a vintage LoRA from the fantasy corpus is refused
+        train_lora.main([*args[:5], "vintage", "--out", str(runs / "lora-x"), *args[8:]])
+    path = out / "fantasy.safetensors"
+    keys = load_file(path).keys()
+    assert any("conv1.lora_A" in k for k in keys) and any("to_q.lora_A" in k for k in keys)
+    assert (out / "samples" / "strengths.png").exists() and ckpt_step(out) == 2
+
+    pipe = StableDiffusionPipeline.from_pretrained(base_ip / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+
+    def render():
+        return pipe("portrait of an adult", num_inference_steps=2, guidance_scale=5.0, width=32, height=32,
+                    output_type="pt", generator=torch.Generator().manual_seed(0)).images
+
+    base = render()
+    pipe.load_lora_weights(out, weight_name="fantasy.safetensors", adapter_name="fantasy")
+    pipe.set_adapters(["fantasy"], adapter_weights=[0.0])
+    assert torch.allclose(render(), base, atol=1e-6)     # strength 0 = the base model
+    pipe.set_adapters(["fantasy"], adapter_weights=[1.0])
+    assert (render() - base).abs().max() > 1e-4          # strength 1 = the trained theme

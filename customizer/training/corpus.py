@@ -64,12 +64,22 @@ class Record:
                 "caption": self.caption}
 
 
-def identity_records(identity_seed: int, start_index: int = 0, count: int | None = None) -> list[Record]:
-    """All photos of one person: the portrait first, then selfies."""
+def identity_records(identity_seed: int, start_index: int = 0, count: int | None = None,
+                     theme: str | None = None) -> list[Record]:
+    """All photos of one person: the portrait first, then selfies.
+
+    theme: None keeps the drawn theme and captions it with the catalogue's theme words (the instruments' corpus);
+    a theme name renders every photo in that theme and captions it WITHOUT theme words - the bundled model's
+    base is trained on theme "none" and each theme is a LoRA whose strength, not a prompt word, sets the look.
+    """
     rng = random.Random(_seed("attrs", identity_seed))
     attrs = random_attrs(rng)
     if count is None:
         count = rng.randint(MIN_PER_IDENTITY, MAX_PER_IDENTITY)
+    caption_attrs = attrs
+    if theme is not None:
+        attrs = {**attrs, "theme": theme}
+        caption_attrs = {**attrs, "theme": "none"}
     split = "held_out" if is_held_out(identity_seed) else "train"
     out = []
     for m in range(count):
@@ -78,17 +88,18 @@ def identity_records(identity_seed: int, start_index: int = 0, count: int | None
             var, kind = Variation.sample(vseed, **PORTRAIT), "portrait"
         else:
             var, kind = Variation.sample(vseed), "selfie"
-        cap = caption(attrs, var, random.Random(_seed("caption", identity_seed, m)), kind=kind)
+        cap = caption(caption_attrs, var, random.Random(_seed("caption", identity_seed, m)), kind=kind)
         out.append(Record(start_index + m, identity_seed, attrs, var, kind, cap, split))
     return out
 
 
-def iter_plan(seed: int) -> Iterator[Record]:
-    """An endless, deterministic stream of records for master seed `seed`, person by person."""
+def iter_plan(seed: int, theme: str | None = None) -> Iterator[Record]:
+    """An endless, deterministic stream of records for master seed `seed`, person by person (theme: see
+    identity_records)."""
     index = 0
     person = 0
     while True:
-        recs = identity_records(_seed("identity", seed, person), index)
+        recs = identity_records(_seed("identity", seed, person), index, theme=theme)
         yield from recs
         index += len(recs)
         person += 1

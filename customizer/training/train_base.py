@@ -1,4 +1,4 @@
-"""Train the bundled model's UNet and CLIP text encoder jointly from scratch on encoded latents.
+"""Train the bundled model's UNet, CLIP text encoder and IP-Adapter jointly from scratch on encoded latents.
 
     python -m customizer.training.train_base --latents runs/latents.pt --vae runs/vae --out runs/base --steps N
         [--batch B] [--lr LR] [--max-minutes M] [--resume]
@@ -9,12 +9,21 @@ app's default negative prompt, so CFG with the app's negative behaves like CFG w
 warmup + cosine decay, gradient clipping, EMA of the UNet weights (--ema 0 disables). The text encoder is the
 geometry's CLIPTextModel over the real CLIP tokenizer (49408 tokens), trained from scratch with the UNet.
 
+The IP-Adapter (diffusers' ImageProjection + decoupled to_k_ip/to_v_ip cross-attention, and the geometry's
+CLIPVisionModelWithProjection as image encoder; see ip_adapter.py) is trained in the same loop on pairs: a photo
+of person P as the target, P's reconstructed reference portrait as the image condition. Each sample's image
+condition is one of the three states the app produces: the reference at scale 1 (a selfie), no adapter at all
+(scale 0: designer portraits, and likeness 0), or the all-zero embedding (the negative half of CFG). Portraits
+are never conditioned on themselves (that would teach copying, not identity). --no-ip-adapter trains the base alone.
+
 Every --sample-every steps: samples/sample_<step>.png, the fixed prompts of samples/prompts.txt (held-out people,
 portraits and selfies) rendered through a real StableDiffusionPipeline with the app's dpmpp_2m sampler, 12 steps,
 guidance 5, the app's negative prompt and CPU generators (as the Engine renders). At the end (or when
 --max-minutes is spent) --out/pipeline is a complete StableDiffusionPipeline folder (save_pipeline layout:
 unet/ vae/ text_encoder/ tokenizer/ scheduler/ model_index.json) whose scheduler is the DDPM training config
-(trailing timestep spacing) from which the app builds each recipe's sampler.
+(trailing timestep spacing) from which the app builds each recipe's sampler, and --out/ip_adapter is the folder
+load_ip_adapter reads (image_encoder/ + ip_adapter.safetensors). The sample grid then also shows each held-out
+person's reference and the prompts rendered with it.
 """
 from __future__ import annotations
 
@@ -49,29 +58,38 @@ def app_negative() -> str:
     return with_safety(default_negative())
 
 
-def sample_prompts(n: int = 8) -> list[str]:
-    """Captions of held-out people (alternating portrait and selfie where possible): what the grid shows."""
+def sample_records(n: int = 8, theme: str | None = "none") -> list:
+    """Records of held-out people (alternating portrait and selfie where possible): what the grid shows."""
     from .corpus import iter_plan
 
     out, people = [], set()
-    for rec in iter_plan(SAMPLE_SEED):
+    for rec in iter_plan(SAMPLE_SEED, theme):
         if rec.split != "held_out" or rec.identity_seed in people:
             continue
         want = "portrait" if len(out) % 2 == 0 else "selfie"
         if rec.kind != want:
             continue
         people.add(rec.identity_seed)
-        out.append(rec.caption)
+        out.append(rec)
         if len(out) >= n:
             break
     return out
 
 
-def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-gamma loss weights for epsilon prediction: min(SNR, gamma) / SNR (Hang et al. 2023)."""
-    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
-    snr = alphas / (1 - alphas)
-    return torch.clamp(snr, max=gamma) / snr
+def sample_prompts(n: int = 8, theme: str | None = "none") -> list[str]:
+    return [rec.caption for rec in sample_records(n, theme)]
+
+
+@torch.no_grad()
+def sample_references(records: list, vae, size: int, dev: common.Device) -> torch.Tensor:
+    """uint8 (N,3,size,size): each record's person's portrait through the VAE, as encode_corpus stores them."""
+    from .corpus import identity_records, render_record
+
+    x = torch.stack([common.to_tensor(render_record(identity_records(r.identity_seed, theme=r.attrs["theme"])[0],
+                                                    size)) for r in records]).to(dev.device)
+    with dev.autocast():
+        rec = vae.decode(vae.encode(x).latent_dist.mean).sample.float()
+    return ((rec.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
 def build_pipeline(unet, vae, text_encoder, tokenizer, scheduler):
@@ -84,36 +102,60 @@ def build_pipeline(unet, vae, text_encoder, tokenizer, scheduler):
 
 @torch.no_grad()
 def render_samples(unet, vae, text_encoder, tokenizer, ddpm, prompts: list[str], dev: common.Device, size: int,
-                   seeds: tuple[int, ...] = (0, 1), steps: int = SAMPLE_STEPS):
-    """A grid (one row per seed) through a real StableDiffusionPipeline with the app's sampler and settings."""
+                   seeds: tuple[int, ...] = (0, 1), steps: int = SAMPLE_STEPS, image_encoder=None,
+                   references: torch.Tensor | None = None):
+    """A grid (one row per seed) through a real StableDiffusionPipeline with the app's sampler and settings.
+
+    With an IP-Adapter (unet has one attached, image_encoder and uint8 references given): first a row of the
+    references, then the seeds without the adapter (scale 0, as the designer renders portraits), then the seeds
+    conditioned on each prompt's reference at scale 1 (as a selfie)."""
     from ..engine import schedulers
+    from . import ip_adapter
 
     pipe = build_pipeline(unet, vae, text_encoder, tokenizer, schedulers.make(SAMPLE_SAMPLER, dict(ddpm.config)))
     pipe.set_progress_bar_config(disable=True)
-    was = unet.training, text_encoder.training
-    unet.eval()
-    text_encoder.eval()
+    models = [m for m in (unet, text_encoder, image_encoder) if m is not None]
+    was = [m.training for m in models]
+    for m in models:
+        m.eval()
+    with_ip = image_encoder is not None and references is not None
     rows = []
+    if with_ip:
+        rows.append([common.to_pil(r.float() / 127.5 - 1) for r in references])
+        emb = ip_adapter.embed(image_encoder, references, dev.device)
+        conds = [(0.0, torch.zeros_like(emb)), (1.0, emb)]
+    else:
+        conds = [(None, None)]
     try:
-        for seed in seeds:
-            gens = [torch.Generator("cpu").manual_seed(seed * 1000 + i) for i in range(len(prompts))]
-            with dev.autocast():
-                images = pipe(prompt=prompts, negative_prompt=[app_negative()] * len(prompts),
-                              num_inference_steps=steps, guidance_scale=SAMPLE_GUIDANCE, width=size, height=size,
-                              generator=gens).images
-            rows.append(images)
+        for scale, cond in conds:
+            kwargs = {}
+            if scale is not None:
+                pipe.set_ip_adapter_scale(scale)
+                kwargs["ip_adapter_image_embeds"] = [torch.cat([torch.zeros_like(cond), cond])]  # CFG: negative = 0
+            for seed in seeds:
+                gens = [torch.Generator("cpu").manual_seed(seed * 1000 + i) for i in range(len(prompts))]
+                with dev.autocast():
+                    images = pipe(prompt=prompts, negative_prompt=[app_negative()] * len(prompts),
+                                  num_inference_steps=steps, guidance_scale=SAMPLE_GUIDANCE, width=size,
+                                  height=size, generator=gens, **kwargs).images
+                rows.append(images)
     finally:
-        unet.train(was[0])
-        text_encoder.train(was[1])
+        for m, w in zip(models, was):
+            m.train(w)
+        if with_ip:
+            pipe.set_ip_adapter_scale(1.0)
     return common.grid(rows)
 
 
-def save_base_pipeline(unet, vae, text_encoder, ddpm, out: Path, dtype: str) -> Path:
-    """architectures.save_pipeline of copies (optionally fp16; the training models stay fp32)."""
+def save_base_pipeline(unet, vae, text_encoder, ddpm, out: Path, dtype: str, geo: dict | None = None) -> Path:
+    """architectures.save_pipeline of copies (optionally fp16; the training models stay fp32). A UNet with the
+    IP-Adapter attached is saved as the plain UNet of geo (the adapter goes to its own folder)."""
     from ..engine.architectures import save_pipeline
+    from . import ip_adapter
 
     cast = torch.float16 if dtype == "fp16" else torch.float32
-    comps = {"unet": copy.deepcopy(unet).to("cpu", cast), "vae": copy.deepcopy(vae).to("cpu", cast),
+    plain = ip_adapter.plain_unet(unet, geo) if unet.encoder_hid_proj is not None else copy.deepcopy(unet)
+    comps = {"unet": plain.to("cpu", cast), "vae": copy.deepcopy(vae).to("cpu", cast),
              "text_encoder": copy.deepcopy(text_encoder).to("cpu", cast), "scheduler": ddpm}
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
@@ -151,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the UNet weights (0: no EMA)")
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--sample-prompts", type=int, default=8, help="prompts in the sample grid")
+    ap.add_argument("--no-ip-adapter", action="store_true", help="train the base alone (no image conditioning)")
+    ap.add_argument("--ip-states", default="0.7,0.2,0.1",
+                    help="shares of reference / no adapter / zero embedding as the image condition of a selfie "
+                         "whose caption is kept (portraits: never their own reference; dropped captions: no "
+                         "adapter or zero embedding, half each)")
     ap.add_argument("--save-dtype", choices=("fp16", "fp32"), default="fp16",
                     help="weights dtype of the pipeline folder (the app casts to its device dtype on load)")
     args = ap.parse_args(argv)
@@ -159,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import CLIPTokenizer
 
     from ..engine.architectures import build_components, write_clip_tokenizer
+    from . import diffusion_step, ip_adapter
 
     geo = common.geometry(args.geometry)
     size = int(geo["resolution"])
@@ -174,16 +222,32 @@ def main(argv: list[str] | None = None) -> int:
     if abs(sf - float(data["scaling_factor"])) > 1e-6 * max(1.0, sf):
         raise SystemExit(f"{args.latents} was encoded with scaling_factor {data['scaling_factor']} but {args.vae} has "
                          f"{sf}: re-run encode_corpus with this VAE")
-    latents, latent_std = data["latents"], data.get("latent_std")
-    lat_shape = tuple(latents.shape[1:])
+    lat_shape = tuple(data["latents"].shape[1:])
     want = (geo["unet"].get("in_channels", 4), size // common.latent_factor(geo), size // common.latent_factor(geo))
     if lat_shape != want:
         raise SystemExit(f"latents are {lat_shape}, geometry {args.geometry!r} needs {want}")
 
+    use_ip = not args.no_ip_adapter
+    if use_ip and data.get("references") is None:
+        raise SystemExit(f"{args.latents} has no reference portraits: re-run encode_corpus (without "
+                         "--no-references) or pass --no-ip-adapter")
+    try:
+        ip_shares = diffusion_step.parse_shares(args.ip_states)
+    except ValueError as e:
+        raise SystemExit(f"--ip-states: {e}") from e
+
     common.seed_everything(args.seed)
     comps = build_components(geo, args.seed)
-    unet, text_encoder = comps["unet"].to(dev.device), comps["text_encoder"].to(dev.device)
+    unet, text_encoder = comps["unet"], comps["text_encoder"]
     del comps
+    image_encoder = None
+    if use_ip:
+        ip_adapter.attach(unet, geo, args.seed + 1)
+        image_encoder = ip_adapter.build_image_encoder(geo, args.seed + 2).to(dev.device)
+    unet, text_encoder = unet.to(dev.device), text_encoder.to(dev.device)
+    # one EMA over everything that is trained together (a UNet average paired with a live encoder would mismatch)
+    trained = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder}
+                                  | ({"image_encoder": image_encoder} if use_ip else {}))
     tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(out / "tokenizer"))
     ddpm = noise_scheduler()
 
@@ -191,42 +255,54 @@ def main(argv: list[str] | None = None) -> int:
         return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                          return_tensors="pt").input_ids
 
-    caption_ids = tokenize(list(data["captions"]))
-    uncond_ids = tokenize(["", app_negative()])
-    n_data = len(caption_ids)
+    corpus = diffusion_step.Corpus.from_file_data(data, tokenize, app_negative())
+    conditioning = diffusion_step.Conditioning(args.caption_dropout, args.negative_dropout_share,
+                                               ip_shares if use_ip else None)
+    n_data = len(corpus)
 
-    params = [{"params": list(unet.parameters())}, {"params": list(text_encoder.parameters())}]
+    params = [{"params": list(m.parameters())} for m in trained.values()]
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
-    ema = common.EMA(unet, args.ema).to(dev.device) if args.ema > 0 else None
+    ema = common.EMA(trained, args.ema).to(dev.device) if args.ema > 0 else None
     step, seconds = 0, 0.0
     if state is not None:
         step, seconds = common.resume_point(state, args.geometry)
+        if bool(state.get("ip_adapter", False)) != use_ip:
+            raise SystemExit(f"{out} was trained {'with' if state.get('ip_adapter') else 'without'} the IP-Adapter: "
+                             "resume it the same way")
         unet.load_state_dict(state["unet"])
         text_encoder.load_state_dict(state["text_encoder"])
+        if use_ip:
+            image_encoder.load_state_dict(state["image_encoder"])
         opt.load_state_dict(state["opt"])
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
     warmup = common.default_warmup(args)
-    prompts = sample_prompts(args.sample_prompts)
+    sample_recs = sample_records(args.sample_prompts, data.get("theme", "none"))
+    prompts = [r.caption for r in sample_recs]
+    sample_refs = sample_references(sample_recs, vae, size, dev) if use_ip else None
     (out / "samples" / "prompts.txt").write_text("\n".join(prompts) + "\n", encoding="utf-8")
 
     n_unet, n_te, n_vae = (common.param_count(m) for m in (unet, text_encoder, vae))
+    n_img = common.param_count(image_encoder) if use_ip else 0
     if step == 0:
         log.write(event="start", geometry=args.geometry, device=dev.describe(), images=n_data,
-                  latent_shape=list(lat_shape), params={"unet": n_unet, "text_encoder": n_te, "vae": n_vae},
-                  fp16_mb=round(2 * (n_unet + n_te + n_vae) / 1e6, 2), batch=args.batch, steps=args.steps,
+                  latent_shape=list(lat_shape), people=len(corpus.references) if use_ip else None,
+                  params={"unet (with IP-Adapter)" if use_ip else "unet": n_unet, "text_encoder": n_te, "vae": n_vae,
+                          "image_encoder": n_img},
+                  fp16_mb=round(2 * (n_unet + n_te + n_vae + n_img) / 1e6, 2), batch=args.batch, steps=args.steps,
                   lr=args.lr, warmup=warmup, ema=args.ema, snr_gamma=args.snr_gamma,
-                  caption_dropout=args.caption_dropout)
+                  caption_dropout=args.caption_dropout, ip_states=list(ip_shares) if use_ip else None)
     else:
         log.write(event="resume", step=step, device=dev.describe())
 
     def ema_ctx():
-        return ema.applied(unet) if ema is not None else _null()
+        return ema.applied(trained) if ema is not None else _null()
 
     def sample_grid() -> None:
         t = time.perf_counter()
         with ema_ctx():
-            img = render_samples(unet, vae, text_encoder, tokenizer, ddpm, prompts, dev, size)
+            img = render_samples(unet, vae, text_encoder, tokenizer, ddpm, prompts, dev, size,
+                                 image_encoder=image_encoder, references=sample_refs)
         img.save(out / "samples" / f"sample_{step:06d}.png")
         img.save(out / "samples" / "sample_latest.png")
         log.write(event="samples", step=step, seconds=round(time.perf_counter() - t, 2))
@@ -234,49 +310,32 @@ def main(argv: list[str] | None = None) -> int:
     def checkpoint() -> None:
         common.save_checkpoint(out / common.CHECKPOINT, {
             "step": step, "seconds": seconds, "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+            "image_encoder": image_encoder.state_dict() if use_ip else None, "ip_adapter": use_ip,
             "opt": opt.state_dict(), "ema": ema.state_dict() if ema is not None else None,
             "geometry": args.geometry, "args": {k: str(v) for k, v in vars(args).items()}})
         log.write(event="checkpoint", step=step)
 
     budget = common.Budget(args.max_minutes)
-    unet.train()
-    text_encoder.train()
+    trained.train()
     acc_loss, acc_n, t_last, last_grid, stopped = 0.0, 0, time.perf_counter(), -1, "steps"
     alphas = ddpm.alphas_cumprod
     while step < args.steps:
         t0 = time.perf_counter()
         g = common.step_generator(args.seed, "base-step", step)   # data, noise, timesteps, dropout: f(seed, step)
-        idx = torch.randint(n_data, (args.batch,), generator=g)
-        lat = latents[idx].float()
-        if latent_std is not None:
-            lat = lat + latent_std[idx].float() * torch.randn(lat.shape, generator=g)
-        noise = torch.randn(lat.shape, generator=g)
-        timesteps = torch.randint(0, ddpm.config.num_train_timesteps, (args.batch,), generator=g)
-        ids = caption_ids[idx].clone()
-        drop = torch.rand(args.batch, generator=g) < args.caption_dropout
-        use_neg = torch.rand(args.batch, generator=g) < args.negative_dropout_share
-        ids[drop & ~use_neg] = uncond_ids[0]
-        ids[drop & use_neg] = uncond_ids[1]
-        a = alphas[timesteps].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * lat + (1 - a).sqrt() * noise             # = ddpm.add_noise, in fp32 on CPU
-        noisy, noise, timesteps, ids = (v.to(dev.device, non_blocking=True) for v in (noisy, noise, timesteps, ids))
+        b = diffusion_step.draw(corpus, g, args.batch, conditioning, alphas, dev.device)
 
         lr = common.lr_at(step, args.lr, warmup, args.steps)
         for group in opt.param_groups:
             group["lr"] = lr
         with dev.autocast():
-            hidden = text_encoder(ids)[0]
-            pred = unet(noisy, timesteps, hidden).sample
-        per = (pred.float() - noise).pow(2).mean(dim=(1, 2, 3))
-        if args.snr_gamma > 0:
-            per = per * min_snr_weights(ddpm, timesteps, args.snr_gamma)
-        loss = per.mean()
+            pred = diffusion_step.predict(unet, text_encoder, image_encoder, b, dev.device)
+        loss = diffusion_step.loss(pred, b, alphas, args.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_([p for grp in params for p in grp["params"]], args.grad_clip)
         opt.step()
         if ema is not None:
-            ema.update(unet)
+            ema.update(trained)
         step += 1
         seconds += time.perf_counter() - t0
         acc_loss += loss.item()
@@ -298,8 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         sample_grid()
     checkpoint()
     with ema_ctx():
-        pipe_dir = save_base_pipeline(unet, vae, text_encoder, ddpm, out / "pipeline", args.save_dtype)
-    log.write(event="final", step=step, pipeline=str(pipe_dir), ema=ema is not None, dtype=args.save_dtype)
+        pipe_dir = save_base_pipeline(unet, vae, text_encoder, ddpm, out / "pipeline", args.save_dtype, geo)
+        ipa_dir = None
+        if use_ip:
+            ipa_dir = ip_adapter.save(unet, image_encoder, out / "ip_adapter",
+                                      torch.float16 if args.save_dtype == "fp16" else torch.float32)
+    log.write(event="final", step=step, pipeline=str(pipe_dir), ip_adapter=str(ipa_dir) if ipa_dir else None,
+              ema=ema is not None, dtype=args.save_dtype)
     print(f"train_base: stopped at step {step}/{args.steps} ({stopped}); pipeline in {pipe_dir}, "
           f"samples {out / 'samples' / 'sample_latest.png'}", file=sys.stderr)
     return 0
