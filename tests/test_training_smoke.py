@@ -171,19 +171,31 @@ def test_ip_adapter_trained_with_the_base_loads_in_diffusers_and_conditions(base
 
 
 
-def test_theme_lora_trains_on_the_base_and_loads_with_its_strength(base_ip, vae_dir, runs):
-    from diffusers import StableDiffusionPipeline
-    from safetensors.torch import load_file
+LORA_ARGS = ["--steps", "2", *FAST, "--sample-prompts", "2"]
 
+
+@pytest.fixture(scope="module")
+def lora_run(base_ip, vae_dir, runs):
     from customizer.training import train_lora
 
     themed = runs / "latents_fantasy.pt"
     assert encode_corpus.main(["--vae", str(vae_dir), "--n", "8", "--out", str(themed), "--batch", "4",
                                "--theme", "fantasy"]) == 0
     out = runs / "lora"
-    args = ["--base", str(base_ip), "--latents", str(themed), "--theme", "fantasy", "--out", str(out),
-            "--steps", "2", *FAST, "--sample-prompts", "2"]
-    assert train_lora.main(args) == 0
+    assert train_lora.main(["--base", str(base_ip), "--latents", str(themed), "--theme", "fantasy",
+                            "--out", str(out), *LORA_ARGS]) == 0
+    return out
+
+
+def test_theme_lora_trains_on_the_base_and_loads_with_its_strength(lora_run, base_ip, runs):
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    from customizer.training import train_lora
+
+    out = lora_run
+    args = ["--base", str(base_ip), "--latents", str(runs / "latents_fantasy.pt"), "--theme", "fantasy",
+            "--out", str(out), *LORA_ARGS]
     with pytest.raises(SystemExit):                      # a vintage LoRA from the fantasy corpus is refused
         train_lora.main([*args[:5], "vintage", "--out", str(runs / "lora-x"), *args[8:]])
     path = out / "fantasy.safetensors"
@@ -204,3 +216,43 @@ def test_theme_lora_trains_on_the_base_and_loads_with_its_strength(base_ip, vae_
     assert torch.allclose(render(), base, atol=1e-6)     # strength 0 = the base model
     pipe.set_adapters(["fantasy"], adapter_weights=[1.0])
     assert (render() - base).abs().max() > 1e-4          # strength 1 = the trained theme
+
+
+def test_assembled_folder_runs_in_the_engine_with_reference_and_theme(base_ip, lora_run, vae_dir, runs):
+    import sys
+    from pathlib import Path
+
+    from customizer.config import _profile
+    from customizer.engine.pipeline import Engine
+    from customizer.recipe import Recipe
+    from customizer.training import assemble
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_profiles import tiny_profile_yaml
+
+    out = runs / "bundled"
+    facts = assemble.assemble(vae_dir, base_ip, [lora_run], out, max_mb=60)
+    assert facts["themes"] == ["fantasy"] and facts["size_mb"] < 60
+    assert set(facts["stages"]) == {"vae", "base + ip_adapter", "lora fantasy"}
+    assert facts["stages"]["base + ip_adapter"]["steps_done"] == 2
+    card = (out / "README.md").read_text()
+    assert "| base + ip_adapter | cpu" in card and "fantasy" in card
+    with pytest.raises(SystemExit):
+        assemble.assemble(vae_dir, base_ip, [lora_run], runs / "too-big", max_mb=0.001)
+    assert not (runs / "too-big").exists() and not (runs / "too-big.tmp").exists()
+
+    raw = tiny_profile_yaml(out, controlnet=None)
+    raw["themes"] = {"fantasy": {"lora": f"{out}/loras/fantasy.safetensors", "adapter": "fantasy", "triggers": "",
+                                 "weight": 1.0}}
+    engine = Engine(_profile("assembled", raw, out))
+    common_fields = {"profile": "assembled", "model_id": str(out), "model_revision": "test"}
+    ref, _ = engine.render(Recipe(kind="portrait", **common_fields, prompt="portrait of an adult", negative_prompt="", seed=1, steps=2, guidance=5.0,
+                                  width=32, height=32, scheduler="dpmpp_2m", ip_adapter_scale=0.0, loras={}))
+    embeds = engine.encode_reference(ref)
+    shots = [engine.render(Recipe(kind="selfie", **common_fields, prompt="selfie of an adult", negative_prompt="", seed=2, steps=2, guidance=5.0,
+                                  width=32, height=32, scheduler="dpmpp_2m", ip_adapter_scale=scale,
+                                  loras=loras), reference_embeds=embeds)[0]
+             for scale, loras in ((0.0, {}), (1.0, {}), (1.0, {"fantasy": 1.0}))]
+    import numpy as np
+    arrays = [np.asarray(s, dtype=np.int16) for s in shots]
+    assert np.abs(arrays[0] - arrays[1]).max() > 0 and np.abs(arrays[1] - arrays[2]).max() > 0

@@ -1,0 +1,138 @@
+"""Assemble the bundled model folder from finished training runs, with its model card.
+
+    python -m customizer.training.assemble --vae runs/vae --base runs/base --lora runs/lora_fantasy \\
+        --lora runs/lora_vintage --out assets/bundled [--max-mb 60]
+
+Copies base/pipeline (the StableDiffusionPipeline folder), base/ip_adapter (image_encoder/ +
+ip_adapter.safetensors) and each LoRA run's <theme>.safetensors to loras/, then writes README.md (the model card:
+parts and sizes, hardware, steps and wall time of every stage from the runs' logs, the commands that reproduce
+it) and training.json (the same facts, machine-readable). Refuses a folder over --max-mb: everything under assets/
+ships in the repository.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from .common import LOG, JsonlLog
+
+
+def stage_facts(run: Path) -> dict:
+    """What a run's log says: its start record (device, sizes, hyper-parameters), steps done, training seconds."""
+    records = JsonlLog(run / LOG, echo=False).read()
+    start = next((r for r in records if r.get("event") == "start"), {})
+    steps = [r for r in records if "loss" in r]
+    resumes = sum(r.get("event") == "resume" for r in records)
+    evals = [r for r in records if "eval_l1" in r]
+    return {
+        "run": run.name,
+        "start": start,
+        "steps_done": steps[-1]["step"] if steps else 0,
+        "train_seconds": steps[-1]["seconds"] if steps else 0.0,
+        "final_loss": steps[-1]["loss"] if steps else None,
+        "sessions": 1 + resumes,
+        **({"eval_l1": evals[-1]["eval_l1"]} if evals else {}),
+    }
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def _copytree(src: Path, dst: Path) -> None:
+    if not src.is_dir():
+        raise SystemExit(f"missing {src}: finish that training stage first")
+    shutil.copytree(src, dst)
+
+
+def assemble(vae: Path, base: Path, loras: list[Path], out: Path, max_mb: float) -> dict:
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    _copytree(base / "pipeline", tmp)
+    _copytree(base / "ip_adapter", tmp / "ip_adapter")
+    (tmp / "loras").mkdir()
+    themes = []
+    for run in loras:
+        files = sorted(run.glob("*.safetensors"))
+        if len(files) != 1:
+            raise SystemExit(f"{run} should hold exactly one <theme>.safetensors, found {[f.name for f in files]}")
+        shutil.copy2(files[0], tmp / "loras" / files[0].name)
+        themes.append(files[0].stem)
+    size = folder_mb(tmp)
+    if size > max_mb:
+        shutil.rmtree(tmp)
+        raise SystemExit(f"assembled model is {size:.1f} MB, over the {max_mb} MB budget for assets/")
+    facts = {"size_mb": round(size, 2), "themes": themes,
+             "parts_mb": {p.name: round(folder_mb(p) if p.is_dir() else p.stat().st_size / 1e6, 2)
+                          for p in sorted(tmp.iterdir()) if p.name != "model_index.json"},
+             "stages": {"vae": stage_facts(vae), "base + ip_adapter": stage_facts(base),
+                        **{f"lora {t}": stage_facts(r) for t, r in zip(themes, loras)}}}
+    (tmp / "training.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+    (tmp / "README.md").write_text(model_card(facts), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return facts
+
+
+def model_card(facts: dict) -> str:
+    rows = []
+    for name, st in facts["stages"].items():
+        start = st["start"]
+        hours = st["train_seconds"] / 3600
+        rows.append(f"| {name} | {start.get('device', '?')} | {st['steps_done']} x batch {start.get('batch', '?')} | "
+                    f"{hours:.2f} h in {st['sessions']} session(s) | "
+                    f"{st['final_loss'] if st['final_loss'] is None else round(st['final_loss'], 4)} |")
+    parts = "\n".join(f"| {k} | {v} MB |" for k, v in facts["parts_mb"].items())
+    return f"""# Bundled model (trained by this project)
+
+A Stable Diffusion 1.x-format model trained from scratch on this project's synthetic character renderer
+(`customizer/training/render`), with an IP-Adapter and theme LoRAs ({", ".join(facts["themes"])}). It is the
+`bundled` profile of `spaces.yaml`: 128x128 images, offline, on a CPU. Loads with stock diffusers:
+
+```python
+pipe = StableDiffusionPipeline.from_pretrained("assets/bundled")
+pipe.load_ip_adapter("assets/bundled/ip_adapter", subfolder="", weight_name="ip_adapter.safetensors",
+                     image_encoder_folder="image_encoder")
+pipe.load_lora_weights("assets/bundled/loras", weight_name="fantasy.safetensors", adapter_name="fantasy")
+```
+
+Trained only on synthetic drawings of fictional adults; it knows nothing else. Theme LoRAs carry the theme by
+their weight alone (the captions never contained theme words), so the app's theme strength is the adapter weight.
+
+## Parts ({facts["size_mb"]} MB in all, fp16 weights)
+
+| part | size |
+|---|---|
+{parts}
+
+## Training (from the runs' logs)
+
+| stage | hardware | steps | wall time (training loop) | final loss |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Reproduce: the commands in `customizer/training/README.md` (each stage resumable with `--max-minutes` and
+`--resume`); `training.json` holds every stage's hyper-parameters as logged at its start.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m customizer.training.assemble", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vae", required=True, type=Path, help="train_vae run folder (for the model card)")
+    ap.add_argument("--base", required=True, type=Path, help="train_base run folder (pipeline/ + ip_adapter/)")
+    ap.add_argument("--lora", action="append", type=Path, default=[], help="train_lora run folder (repeat)")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--max-mb", type=float, default=60.0)
+    args = ap.parse_args(argv)
+    facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb)
+    print(f"assembled {args.out}: {facts['size_mb']} MB, themes {facts['themes']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
