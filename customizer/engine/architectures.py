@@ -59,7 +59,8 @@ def build_components(geo: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     torch.manual_seed(seed)
     u, v, t = geo["unet"], geo["vae"], geo["text_encoder"]
     comps = {
-        "unet": UNet2DConditionModel(in_channels=4, out_channels=4, **u),
+        # the UNet denoises the VAE's latents: as many channels as the VAE's latent space
+        "unet": UNet2DConditionModel(in_channels=v["latent_channels"], out_channels=v["latent_channels"], **u),
         "vae": AutoencoderKL(in_channels=3, out_channels=3, **v),
         "text_encoder": CLIPTextModel(_text_config(t)),
         "scheduler": DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",

@@ -1,10 +1,11 @@
 """Assemble the bundled model folder from finished training runs, with its model card.
 
     python -m customizer.training.assemble --vae runs/vae --base runs/base --lora runs/lora_fantasy \\
-        --lora runs/lora_vintage --out assets/bundled [--max-mb 60]
+        --lora runs/lora_vintage --instruments runs/instruments --out assets/bundled [--max-mb 60]
 
 Copies base/pipeline (the StableDiffusionPipeline folder), base/ip_adapter (image_encoder/ +
-ip_adapter.safetensors) and each LoRA run's <theme>.safetensors to loras/, then writes README.md (the model card:
+ip_adapter.safetensors), each LoRA run's <theme>.safetensors to loras/ and the measuring instruments
+(train_instruments: the eval harness's and the app's likeness scorer's default location) to instruments/, then writes README.md (the model card:
 parts and sizes, hardware, steps and wall time of every stage from the runs' logs, the commands that reproduce
 it) and training.json (the same facts, machine-readable). Refuses a folder over --max-mb: everything under assets/
 ships in the repository.
@@ -48,7 +49,8 @@ def _copytree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
 
 
-def assemble(vae: Path, base: Path, loras: list[Path], out: Path, max_mb: float) -> dict:
+def assemble(vae: Path, base: Path, loras: list[Path], out: Path, max_mb: float,
+             instruments: Path | None = None) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -62,6 +64,11 @@ def assemble(vae: Path, base: Path, loras: list[Path], out: Path, max_mb: float)
             raise SystemExit(f"{run} should hold exactly one <theme>.safetensors, found {[f.name for f in files]}")
         shutil.copy2(files[0], tmp / "loras" / files[0].name)
         themes.append(files[0].stem)
+    if instruments is not None:
+        (tmp / "instruments").mkdir()
+        for f in sorted(instruments.iterdir()):
+            if f.suffix in (".safetensors", ".json"):
+                shutil.copy2(f, tmp / "instruments" / f.name)
     size = folder_mb(tmp)
     if size > max_mb:
         shutil.rmtree(tmp)
@@ -126,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vae", required=True, type=Path, help="train_vae run folder (for the model card)")
     ap.add_argument("--base", required=True, type=Path, help="train_base run folder (pipeline/ + ip_adapter/)")
     ap.add_argument("--lora", action="append", type=Path, default=[], help="train_lora run folder (repeat)")
+    ap.add_argument("--instruments", type=Path, default=None, help="train_instruments output folder")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--max-mb", type=float, default=60.0)
     args = ap.parse_args(argv)
-    facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb)
+    facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb, args.instruments)
     print(f"assembled {args.out}: {facts['size_mb']} MB, themes {facts['themes']}", file=sys.stderr)
     return 0
 

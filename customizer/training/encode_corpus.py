@@ -19,6 +19,7 @@ from __future__ import annotations
 from . import common  # first: sets OMP_WAIT_POLICY before torch loads
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -125,6 +126,9 @@ def encode(vae_dir: str | Path, n: int, out: str | Path, seed: int = 0, batch: i
     tmp = out.with_name(out.name + ".tmp")
     torch.save(data, tmp)
     tmp.replace(out)
+    # a small sidecar, so a pipeline runner can tell which VAE a (large) latent file belongs to without loading it
+    meta = {k: data[k] for k in ("format", "scaling_factor", "resolution", "seed", "vae", "theme")} | {"n": len(records)}
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     people = len({r.identity_seed for r in records})
     portraits = sum(r.kind == "portrait" for r in records)
     log(f"wrote {len(records)} latents {tuple(latents.shape[1:])} of {people} people ({portraits} portraits) to "

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.latents} was encoded with scaling_factor {data['scaling_factor']} but {args.vae} has "
                          f"{sf}: re-run encode_corpus with this VAE")
     lat_shape = tuple(data["latents"].shape[1:])
-    want = (geo["unet"].get("in_channels", 4), size // common.latent_factor(geo), size // common.latent_factor(geo))
+    want = (geo["vae"]["latent_channels"], size // common.latent_factor(geo), size // common.latent_factor(geo))
     if lat_shape != want:
         raise SystemExit(f"latents are {lat_shape}, geometry {args.geometry!r} needs {want}")
 

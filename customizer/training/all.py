@@ -1,0 +1,144 @@
+"""Run the whole bundled-model recipe (recipe.yaml), stage after stage, resuming wherever the last run stopped.
+
+    python -m customizer.training.all --runs DIR [--budget small|full] [--max-minutes M] [--out assets/bundled]
+                                      [--dry-run]
+
+Stages (recipe.yaml holds their arguments): vae -> latents -> base (+ IP-Adapter) -> theme latents -> LoRAs ->
+instruments -> assemble. A stage counts as done when its output says so (a checkpoint at the target step, a
+latent file made with the current VAE, the instruments' report); an unfinished one is continued with --resume and
+the minutes left of --max-minutes, so repeating the same command across sessions finishes the model. Every stage
+is a subprocess running the stage's own CLI, exactly the commands README.md documents (printed before each run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+RECIPE = Path(__file__).with_name("recipe.yaml")
+
+
+@dataclass
+class Stage:
+    name: str
+    module: str
+    args: list[str]
+    done: bool
+    resumable: bool = True
+    min_minutes: float = 0.0          # do not start it with less time than this (not resumable stages)
+    extra: dict = field(default_factory=dict)
+
+
+def _arg(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args else None
+
+
+def checkpoint_step(run: Path) -> int:
+    """The step of run/checkpoint.pt without loading the weights (read from the log's last checkpoint event)."""
+    log = run / "log.jsonl"
+    if not log.exists():
+        return 0
+    step = 0
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:      # a line cut by a kill: ignore
+            continue
+        if rec.get("event") in ("checkpoint", "final"):
+            step = max(step, int(rec.get("step", 0)))
+    return step
+
+
+def latents_current(path: Path, vae: Path) -> bool:
+    """A latent file exists and was made with this VAE's current scaling factor (a retrained VAE invalidates it)."""
+    meta = path.with_suffix(".json")
+    cfg = vae / "config.json"
+    if not (path.exists() and meta.exists() and cfg.exists()):
+        return False
+    return json.loads(meta.read_text())["scaling_factor"] == json.loads(cfg.read_text())["scaling_factor"]
+
+
+def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stage]:
+    r = yaml.safe_load(recipe.read_text(encoding="utf-8"))[budget]
+    vae, base, latents = runs / "vae", runs / "base", runs / "latents.pt"
+    stages = [
+        Stage("vae", "train_vae", ["--out", str(vae), *r["vae"], "--resume"],
+              checkpoint_step(vae) >= int(_arg(r["vae"], "--steps"))),
+        Stage("latents", "encode_corpus", ["--vae", str(vae), "--out", str(latents), *r["latents"]],
+              latents_current(latents, vae), resumable=False),
+        Stage("base", "train_base", ["--latents", str(latents), "--vae", str(vae), "--out", str(base), *r["base"],
+                                     "--resume"], checkpoint_step(base) >= int(_arg(r["base"], "--steps"))),
+    ]
+    loras = []
+    for theme in r["themes"]:
+        tl, lr = runs / f"latents_{theme}.pt", runs / f"lora_{theme}"
+        loras.append(lr)
+        stages.append(Stage(f"latents {theme}", "encode_corpus",
+                            ["--vae", str(vae), "--out", str(tl), "--theme", theme, *r["theme_latents"]],
+                            latents_current(tl, vae), resumable=False))
+        stages.append(Stage(f"lora {theme}", "train_lora",
+                            ["--base", str(base), "--latents", str(tl), "--theme", theme, "--out", str(lr),
+                             *r["lora"], "--resume"], checkpoint_step(lr) >= int(_arg(r["lora"], "--steps"))))
+    assemble_args = ["--vae", str(vae), "--base", str(base), *[a for lr in loras for a in ("--lora", str(lr))],
+                     "--out", str(out)]
+    if "instruments" in r:     # optional: a recipe may ship the model without its measuring instruments
+        inst = runs / "instruments"
+        stages.append(Stage("instruments", "train_instruments", ["--out", str(inst), *r["instruments"]],
+                            (inst / "instruments_report.json").exists(), resumable=False,
+                            min_minutes=float(r.get("instruments_minutes", 0))))
+        assemble_args += ["--instruments", str(inst)]
+    stages.append(Stage("assemble", "assemble", assemble_args, False, resumable=False))
+    return stages
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m customizer.training.all", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", required=True, type=Path, help="run folders live here (outside the repository)")
+    ap.add_argument("--budget", default="small", help="recipe.yaml section: small (CPU) or full (GPU)")
+    ap.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of this invocation")
+    ap.add_argument("--out", type=Path, default=Path("assets/bundled"), help="assembled model folder")
+    ap.add_argument("--stage-minutes", type=float, default=None,
+                    help="give each resumable stage at most this budget (e.g. to stop after one step in tests)")
+    ap.add_argument("--recipe", type=Path, default=RECIPE, help="recipe file (default: recipe.yaml beside this)")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    stages = plan(args.runs, args.budget, args.out, args.recipe)
+    for st in stages:
+        print(f"[{'done' if st.done else 'todo'}] {st.name}", file=sys.stderr)
+    if args.dry_run:
+        return 0
+    for st in stages:
+        if st.done:
+            continue
+        left = None if args.max_minutes is None else args.max_minutes - (time.monotonic() - t0) / 60
+        if left is not None and (left <= 0 or left < st.min_minutes):
+            print(f"all: {left:.0f} min left, not enough to start {st.name}; run again to continue", file=sys.stderr)
+            return 3
+        cmd = [sys.executable, "-m", f"customizer.training.{st.module}", *st.args]
+        if left is not None and (st.resumable or st.module == "train_instruments"):
+            cmd += ["--max-minutes", f"{left:.3f}"]
+        if args.stage_minutes is not None and st.resumable:
+            cmd += ["--max-minutes", repr(args.stage_minutes)]   # argparse keeps the last one
+        print("all: $ " + " ".join(cmd), file=sys.stderr, flush=True)
+        rc = subprocess.call(cmd)
+        if rc != 0:
+            print(f"all: stage {st.name} failed (exit {rc})", file=sys.stderr)
+            return rc
+        if st.resumable and not plan(args.runs, args.budget, args.out, args.recipe)[stages.index(st)].done:
+            print(f"all: {st.name} stopped before its last step (time budget); run again to continue",
+                  file=sys.stderr)
+            return 3
+    print(f"all: done; model in {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

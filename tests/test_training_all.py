@@ -1,0 +1,73 @@
+"""The whole recipe runner (customizer.training.all) end to end on a tiny recipe: every stage's real CLI in a
+subprocess, resume across invocations, and the assembled folder loads in the app's Engine."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from customizer.training import all as runner
+
+FAST = ["--geometry", "tiny", "--batch", "2", "--log-every", "1", "--ckpt-every", "1", "--sample-every", "100"]
+TINY = {"tiny": {
+    "vae": ["--steps", "2", *FAST],
+    "latents": ["--n", "8", "--batch", "4"],
+    "base": ["--steps", "2", *FAST, "--sample-prompts", "2", "--save-dtype", "fp32"],
+    "theme_latents": ["--n", "6", "--batch", "4"],
+    "lora": ["--steps", "1", *FAST, "--sample-prompts", "1"],
+    "themes": ["fantasy"],       # no instruments stage: tests/test_instruments.py covers that CLI
+}}
+
+
+def run_all(tmp_path, *extra):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(TINY))
+    cmd = [sys.executable, "-m", "customizer.training.all", "--runs", str(tmp_path / "runs"), "--budget", "tiny",
+           "--recipe", str(recipe), "--out", str(tmp_path / "bundled"), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_runner_trains_every_stage_resumes_and_assembles(tmp_path):
+    first = run_all(tmp_path, "--stage-minutes", "1e-6")   # budget gone at once: vae stops after one step
+    assert first.returncode == 3, first.stderr[-2000:]
+    assert "run again to continue" in first.stderr and runner.checkpoint_step(tmp_path / "runs" / "vae") == 1
+
+    second = run_all(tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "[done] vae" not in second.stderr                 # it was unfinished, so it continued
+    runs = tmp_path / "runs"
+    assert runner.checkpoint_step(runs / "vae") == 2 and runner.checkpoint_step(runs / "base") == 2
+    assert json.loads((runs / "latents_fantasy.json").read_text())["theme"] == "fantasy"
+    out = tmp_path / "bundled"
+    assert (out / "loras" / "fantasy.safetensors").exists() and (out / "ip_adapter" / "ip_adapter.safetensors").exists()
+    assert (out / "README.md").exists() and not (out / "instruments").exists()
+
+    plan = runner.plan(runs, "tiny", out, tmp_path / "recipe.yaml")
+    assert [s.name for s in plan if not s.done] == ["assemble"]  # everything else is finished and kept
+
+    from customizer.config import _profile
+    from customizer.engine.pipeline import Engine
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from tiny_profiles import tiny_profile_yaml
+
+    raw = tiny_profile_yaml(out, controlnet=None)
+    raw["themes"] = {"fantasy": {"lora": f"{out}/loras/fantasy.safetensors", "adapter": "fantasy", "triggers": ""}}
+    engine = Engine(_profile("assembled", raw, out))
+    assert engine.has_ip_adapter and engine.theme_adapters == {"fantasy": "fantasy"}
+
+
+def test_retrained_vae_invalidates_latents(tmp_path):
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    (vae / "config.json").write_text(json.dumps({"scaling_factor": 0.5}))
+    lat = tmp_path / "latents.pt"
+    lat.write_bytes(b"x")
+    lat.with_suffix(".json").write_text(json.dumps({"scaling_factor": 0.5}))
+    assert runner.latents_current(lat, vae)
+    (vae / "config.json").write_text(json.dumps({"scaling_factor": 0.25}))
+    assert not runner.latents_current(lat, vae)
