@@ -64,6 +64,12 @@ def latents_current(path: Path, vae: Path) -> bool:
     return json.loads(meta.read_text())["scaling_factor"] == json.loads(cfg.read_text())["scaling_factor"]
 
 
+def instruments_steps(folder: Path) -> int:
+    """Training steps behind the instruments in folder (0: none yet)."""
+    report = folder / "instruments_report.json"
+    return int(json.loads(report.read_text())["training"]["steps"]) if report.exists() else 0
+
+
 def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stage]:
     r = yaml.safe_load(recipe.read_text(encoding="utf-8"))[budget]
     vae, base, latents = runs / "vae", runs / "base", runs / "latents.pt"
@@ -90,7 +96,7 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
     if "instruments" in r:     # optional: a recipe may ship the model without its measuring instruments
         inst = runs / "instruments"
         stages.append(Stage("instruments", "train_instruments", ["--out", str(inst), *r["instruments"]],
-                            (inst / "instruments_report.json").exists(), resumable=False,
+                            instruments_steps(inst) >= int(_arg(r["instruments"], "--steps")), resumable=False,
                             min_minutes=float(r.get("instruments_minutes", 0))))
         assemble_args += ["--instruments", str(inst)]
     stages.append(Stage("assemble", "assemble", assemble_args, False, resumable=False))
