@@ -9,6 +9,9 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .likeness.registry import INSTRUMENTS
+
+MAX_ATTEMPTS = 10  # per selfie: each attempt is a full render
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "spaces.yaml"
@@ -39,6 +42,41 @@ class ThemeConfig:
 
 
 @dataclass(frozen=True)
+class LikenessConfig:
+    """How selfies are scored against the locked reference, and retried into a band (customizer/likeness)."""
+    instrument: str                        # a name in likeness.registry.INSTRUMENTS: "identity" | "face"
+    path: str | None = None                # identity: folder with identity.safetensors + .json; face: models dir
+    band: tuple[float, float] | None = None  # target score range; None = score only, never retry
+    max_attempts: int = 1                  # renders per selfie at most (1 = no retries)
+
+
+def _likeness(raw: Any, base: Path) -> LikenessConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("likeness must be a mapping {instrument, path?, band?, max_attempts?}")
+    unknown = set(raw) - {"instrument", "path", "band", "max_attempts"}
+    if unknown:
+        raise ValueError(f"likeness: unknown keys {sorted(unknown)}")
+    name = raw.get("instrument")
+    if name not in INSTRUMENTS:
+        raise ValueError(f"likeness.instrument must be one of {sorted(INSTRUMENTS)}, got {name!r}")
+    band = raw.get("band")
+    if band is not None:
+        if (not isinstance(band, (list, tuple)) or len(band) != 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in band)
+                or not 0 <= band[0] <= band[1] <= 1):
+            raise ValueError(f"likeness.band must be [lo, hi] with 0 <= lo <= hi <= 1, got {band!r}")
+        band = (float(band[0]), float(band[1]))
+    attempts = raw.get("max_attempts", 1)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
+        raise ValueError(f"likeness.max_attempts must be a whole number from 1 to {MAX_ATTEMPTS}, got {attempts!r}")
+    path = raw.get("path")
+    return LikenessConfig(instrument=name, path=_resolve(base, str(path)) if path else None, band=band,
+                          max_attempts=attempts)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     family: str  # "sd15" | "sdxl"
@@ -55,7 +93,8 @@ class Profile:
     dtype: str = "auto"
     upscaler: str | None = None
     allow_download: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # keys later issues add (likeness band, retries...)
+    likeness: LikenessConfig | None = None  # None: selfies carry likeness 'unavailable'
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this code does not know (yet)
 
 
 @dataclass(frozen=True)
@@ -102,7 +141,7 @@ def _profile(name: str, raw: dict[str, Any], base: Path) -> Profile:
             for t, v in (raw.get("themes") or {}).items()
         }
         known = {"family", "base_model", "ip_adapter", "controlnet", "themes", "scheduler", "steps", "guidance",
-                 "width", "height", "device", "dtype", "upscaler", "allow_download"}
+                 "width", "height", "device", "dtype", "upscaler", "allow_download", "likeness"}
         return Profile(
             name=name,
             family=str(raw.get("family", "sd15")),
@@ -126,6 +165,7 @@ def _profile(name: str, raw: dict[str, Any], base: Path) -> Profile:
             dtype=str(raw.get("dtype", "auto")),
             upscaler=_resolve(base, raw.get("upscaler")),
             allow_download=bool(raw.get("allow_download", False)),
+            likeness=_likeness(raw.get("likeness"), base),
             extra={k: v for k, v in raw.items() if k not in known},
         )
     except (KeyError, TypeError, ValueError) as e:

@@ -5,6 +5,7 @@ the app starts (and the characters panel works) before the model has loaded.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -17,15 +18,22 @@ from .character import CharacterSpec, SelfieSpec
 from .config import AppConfig, Profile
 from .errors import SpecError, StateError, shown
 from .gpu import gpu
+from .likeness.band import Band
+from .likeness.result import Likeness
+from .likeness.retry import Attempt, attempt_seeds, best_of
+from .packs import DEFAULT_KIND, pack_kind
 from .prompts import portrait_prompt, selfie_prompt
 from .recipe import Recipe
 from .settings import Settings, samplers
 from .store import Store
 
+log = logging.getLogger(__name__)
 MAX_CANDIDATES = 4
 MAX_SELFIES = 4
 SEED_MAX = 2**31 - 1
 Progress = Callable[[float, str], None]
+# shoot(shot, seed, report, extra) -> (kept image, its recipe, its likeness, attempts made)
+Shoot = Callable[[SelfieSpec, int, Callable[[str], None], dict], tuple[Image.Image, Recipe, Likeness, int]]
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -65,6 +73,8 @@ class Studio:
         self._engine_factory = engine_factory
         self._engine = None
         self._engine_lock = threading.Lock()
+        self._scorer = None
+        self._scorer_lock = threading.Lock()
 
     # ---- engine --------------------------------------------------------------------------------------------
     @property
@@ -78,12 +88,36 @@ class Studio:
                 self._engine = self._engine_factory(self.profile)
             return self._engine
 
+    @property
+    def scorer(self):
+        """The likeness scorer (customizer/likeness); loaded on first use; 'unavailable' rather than an error."""
+        with self._scorer_lock:
+            if self._scorer is None:
+                from .likeness.scorer import load_scorer  # numpy, and torch/dlib for the instrument
+
+                self._scorer = load_scorer(self.profile.likeness)
+            return self._scorer
+
+    @property
+    def likeness_policy(self) -> tuple[Band | None, int]:
+        """(target band or None, renders per selfie at most) from the profile's likeness entry."""
+        cfg = self.profile.likeness
+        if cfg is None or cfg.band is None:
+            return None, 1
+        return Band(*cfg.band), cfg.max_attempts
+
     def status(self) -> dict[str, Any]:
         info = {"profile": self.profile.name, "family": self.profile.family, "base_model": self.profile.base_model,
                 "loaded": self._engine is not None}
         if self._engine is not None:
             info |= {"device": self._engine.device, "dtype": str(self._engine.dtype).replace("torch.", ""),
                      "load_seconds": round(self._engine.load_seconds, 2)}
+        band, attempts = self.likeness_policy
+        cfg = self.profile.likeness
+        info["likeness"] = {"instrument": cfg.instrument if cfg else None, "band": band.to_list() if band else None,
+                            "max_attempts": attempts, "loaded": self._scorer is not None}
+        if self._scorer is not None:
+            info["likeness"] |= {"available": self._scorer.available, "reason": self._scorer.reason}
         return info
 
     def samplers(self) -> dict[str, str]:
@@ -184,32 +218,161 @@ class Studio:
     def selfie(self, character_id: str, selfie: dict, seed: Any = None, count: Any = 1,
                advanced: dict | None = None, owner: str = "local",
                progress: Progress = _no_progress) -> list[dict[str, Any]]:
-        character = self.store.get_character(character_id, owner=owner)
-        reference = self.store.active_reference(character_id, owner=owner)
-        if reference is None:
-            raise StateError(f"character '{character['name']}' has no locked reference yet: lock a portrait first")
-        spec = CharacterSpec.from_dict(character["spec"])
+        """count selfies with seeds seed, seed+1, ...; each scored against the reference and retried into the
+        profile's likeness band (likeness_policy); each stored as soon as it is kept."""
+        reference, spec = self._locked(character_id, owner)
         shot = SelfieSpec.from_dict(selfie)
         count = _count("count", count, MAX_SELFIES)
         base_seed = resolve_seed(seed)
         settings = Settings.resolve(self.profile, advanced)
         progress(0.0, "loading model")
+        shoot = self._shooter(spec, reference, settings)
+        made = []
+        for i in range(count):
+            label = f"selfie {i + 1} of {count}"
+            progress(i / count, label)
+            image, recipe, likeness, attempts = shoot(
+                shot, (base_seed + i) % SEED_MAX, lambda msg, at=i / count, what=label: progress(at, f"{what}: {msg}"),
+                {})
+            made.append(self._store_selfie(character_id, image, recipe, shot, likeness, attempts, owner))
+        progress(1.0, "done")
+        return made
+
+    def expression_pack(self, character_id: str, name: str | None = None, seed: Any = None,
+                        selfie: dict | None = None, advanced: dict | None = None, kind: str = DEFAULT_KIND,
+                        owner: str = "local", progress: Progress = _no_progress) -> dict[str, Any]:
+        """One click: the pack's standard set (data/packs.yaml; neutral, happy, ... thinking) as a named pack.
+        One seed for the whole pack, so only the expression changes from image to image; every item is scored and
+        retried like any selfie, and stored as soon as it is kept (a failure keeps the items already made)."""
+        reference, spec = self._locked(character_id, owner)
+        kind_ = pack_kind(kind)
+        shots = kind_.shots(selfie)
+        if name is not None and not isinstance(name, str):
+            raise SpecError("name", f"must be text, got {type(name).__name__}")
+        base_seed = resolve_seed(seed)
+        settings = Settings.resolve(self.profile, advanced)
+        # the pack first: a refused name must cost nothing, not even a model load
+        pack = self.store.create_pack(character_id, kind_.kind, list(kind_.values), name=name, label=kind_.label,
+                                      owner=owner)
+        made = 0
+        try:
+            progress(0.0, "loading model")
+            shoot = self._shooter(spec, reference, settings)
+            for i, (value, shot) in enumerate(zip(kind_.values, shots)):
+                label = f"{value} ({i + 1} of {len(shots)})"
+                progress(i / len(shots), label)
+                info = {"pack": {"id": pack["id"], "kind": kind_.kind, "name": pack["name"], "slot": value,
+                                 "slots": list(kind_.values)}}
+                image, recipe, likeness, attempts = shoot(
+                    shot, base_seed, lambda msg, at=i / len(shots), what=label: progress(at, f"{what}: {msg}"), info)
+                self._store_selfie(character_id, image, recipe, shot, likeness, attempts, owner,
+                                   pack_id=pack["id"], pack_slot=value)
+                made += 1
+        except BaseException:
+            if not made:  # nothing worth keeping: no empty pack left behind
+                self.store.delete_pack(pack["id"], owner=owner)
+            raise
+        self.store.complete_pack(pack["id"])
+        progress(1.0, "done")
+        return self.store.get_pack(pack["id"], owner=owner)
+
+    def get_pack(self, pack_id: str, owner: str = "local") -> dict[str, Any]:
+        return self.store.get_pack(pack_id, owner=owner)
+
+    def _locked(self, character_id: str, owner: str) -> tuple[dict, CharacterSpec]:
+        character = self.store.get_character(character_id, owner=owner)
+        reference = self.store.active_reference(character_id, owner=owner)
+        if reference is None:
+            raise StateError(f"character '{character['name']}' has no locked reference yet: lock a portrait first")
+        return reference, CharacterSpec.from_dict(character["spec"])
+
+    def _store_selfie(self, character_id: str, image: Image.Image, recipe: Recipe, shot: SelfieSpec,
+                      likeness: Likeness, attempts: int, owner: str, **pack: str) -> dict[str, Any]:
+        return self.store.add_selfie(character_id, image, recipe.to_dict(), shot.to_dict(), likeness=likeness.score,
+                                     attempts=attempts, owner=owner, likeness_state=likeness.state,
+                                     likeness_instrument=likeness.instrument, **pack)
+
+    def _shooter(self, spec: CharacterSpec, reference: dict, settings: Settings) -> Shoot:
+        """Everything shared by the selfies of one request (engine, LoRAs, reference embeddings, likeness judge),
+        then a function that takes one selfie: render, score, retry, keep the best."""
         engine = self.engine
-        prompt = selfie_prompt(spec, shot, engine.theme_triggers(spec.theme), settings.negative)
+        triggers = engine.theme_triggers(spec.theme)
         loras = engine.theme_loras(spec.theme, spec.theme_strength)
         embeds = self._reference_embeds(reference) if self.profile.ip_adapter else None
         cn = self.profile.controlnet
-        controlnet = ({"model": cn.model, "control": cn.control, "preset": shot.framing, "scale": cn.scale}
-                      if cn else None)
-        ref_image = Image.open(reference["path"]).convert("RGB") if cn and cn.control == "canny" else None
-        ip_scale = self.likeness_to_scale(shot.likeness) if embeds else 0.0
-        return self._render_series(
-            "selfie", count, progress,
-            lambda i: self._recipe("selfie", prompt, (base_seed + i) % SEED_MAX, settings, loras, ip_scale=ip_scale,
-                                   reference_sha=reference["image_sha256"], controlnet=controlnet,
-                                   extra={"spec": spec.to_dict(), "selfie": shot.to_dict()}),
-            lambda image, recipe: self.store.add_selfie(character_id, image, recipe, shot.to_dict(), owner=owner),
-            embeds, ref_image)
+        ref_image = None
+        if cn and cn.control == "canny":
+            with Image.open(reference["path"]) as im:
+                ref_image = im.convert("RGB")
+        judge = self._judge(reference)
+
+        def shoot(shot: SelfieSpec, seed: int, report: Callable[[str], None], extra: dict):
+            prompt = selfie_prompt(spec, shot, triggers, settings.negative)
+            controlnet = ({"model": cn.model, "control": cn.control, "preset": shot.framing, "scale": cn.scale}
+                          if cn else None)
+            ip_scale = self.likeness_to_scale(shot.likeness) if embeds else 0.0
+            facts = {"spec": spec.to_dict(), "selfie": shot.to_dict(), **extra}
+            return self._take(
+                lambda s: self._recipe("selfie", prompt, s, settings, loras, ip_scale=ip_scale,
+                                       reference_sha=reference["image_sha256"], controlnet=controlnet, extra=facts),
+                seed, judge, embeds, ref_image, report)
+
+        return shoot
+
+    def _take(self, recipe_at: Callable[[int], Recipe], seed: int, judge: Callable[[Image.Image], Likeness],
+              embeds: bytes | None, ref_image: Image.Image | None,
+              report: Callable[[str], None]) -> tuple[Image.Image, Recipe, Likeness, int]:
+        """Render + score with the deterministic seed sequence of `seed` until the likeness is in the band (or the
+        attempts run out); keep the best. The kept recipe is the one of its own render (its own seed), plus
+        non-input facts in extra: likeness (state, score, band, position) and attempts (every seed tried)."""
+        band, max_attempts = self.likeness_policy
+
+        def make(s: int) -> Attempt:
+            recipe = recipe_at(s)
+            t0 = time.perf_counter()
+            image, timings = self._render(recipe, embeds, ref_image)
+            rendered = time.perf_counter() - t0
+            recipe = recipe.replace(extra=recipe.extra | {"seconds": round(rendered, 3), "timings": timings})
+            likeness = judge(image)
+            return Attempt(s, image, recipe, likeness, time.perf_counter() - t0)
+
+        def on_attempt(attempt: Attempt, n: int) -> None:
+            lk = attempt.likeness
+            if band is not None and n < max_attempts and band.distance(lk) > 0:
+                where = f"likeness {lk.score:.2f} {band.position(lk)} the band" if lk.score is not None \
+                    else lk.reason or lk.state
+                report(f"{where}; attempt {n + 1} of {max_attempts}")
+
+        kept, tried = best_of(attempt_seeds(seed, max_attempts, SEED_MAX), make, band, on_attempt)
+        likeness = kept.likeness
+        facts = {
+            "likeness": likeness.to_dict() | {"band": band.to_list() if band else None,
+                                              "position": band.position(likeness) if band else None},
+            "attempts": {"count": len(tried), "max": max_attempts, "kept": tried.index(kept) + 1,
+                         "seconds": round(sum(a.seconds for a in tried), 3),
+                         "tried": [a.summary(band) for a in tried]},
+        }
+        return kept.image, kept.recipe.replace(extra=kept.recipe.extra | facts), likeness, len(tried)
+
+    def _judge(self, reference: dict) -> Callable[[Image.Image], Likeness]:
+        """image -> Likeness against this reference. The reference's descriptor is computed once and cached with
+        the reference (like its IP-Adapter embedding), under the instrument's weights key."""
+        scorer = self.scorer
+        if not scorer.available:
+            return lambda image: scorer.unavailable()
+        key = scorer.cache_key
+        blob = self.store.get_reference_embedding(reference["id"], key)
+        if blob is None:
+            try:
+                with Image.open(reference["path"]) as im:
+                    blob = scorer.reference_blob(im.convert("RGB"))
+            except Exception as e:  # noqa: BLE001 - the selfie still gets made; its likeness says why not scored
+                log.exception("likeness: could not describe reference %s", reference["id"])
+                failed = Likeness("error", scorer.name, reason=f"the reference could not be measured "
+                                                               f"({type(e).__name__})")
+                return lambda image: failed
+            self.store.put_reference_embedding(reference["id"], key, blob)
+        return lambda image: scorer.score(blob, image)
 
     # ---- reproduce -----------------------------------------------------------------------------------------
     def reproduce(self, image_sha256: str) -> tuple[Image.Image, bool]:

@@ -40,10 +40,12 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .errors import NotFound, SpecError, StateError, StorageError
+from .likeness.result import STATES as LIKENESS_STATES
 
 RECIPE_CHUNK = "customizer_recipe"
 BUSY_TIMEOUT_MS = 10_000
 NAME_MAX = 80
+PACK_SLOTS_MAX = 32
 _SHA_RE = re.compile(r"[0-9a-fA-F]{64}")
 # gc() only deletes names this module creates; anything else in the folders is left for a human.
 _FILE_RE = re.compile(r"(?P<sha>[0-9a-f]{64})\.(png|bin)")
@@ -96,8 +98,34 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+def _m002_likeness_state(db: sqlite_utils.Database) -> None:
+    # m001's likeness REAL holds the score; a selfie without one now says why (customizer/likeness/result.py
+    # STATES) and which instrument measured it. NULL on older rows: "not scored".
+    db.execute("ALTER TABLE selfies ADD COLUMN likeness_state TEXT")
+    db.execute("ALTER TABLE selfies ADD COLUMN likeness_instrument TEXT")
+
+
+def _m003_packs(db: sqlite_utils.Database) -> None:
+    # A pack (e.g. the expression pack) is a named set of selfies of one reference, one per slot (happy, sad ...).
+    # Its selfies are ordinary selfie rows pointing at it, so they keep recipes, likeness and reproducibility.
+    for sql in [
+        """CREATE TABLE packs (
+            id TEXT PRIMARY KEY, character_id TEXT NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            reference_id TEXT NOT NULL REFERENCES refs(id) ON DELETE CASCADE, kind TEXT NOT NULL,
+            name TEXT NOT NULL, slots_json TEXT NOT NULL, created_at TEXT NOT NULL, completed_at TEXT,
+            UNIQUE (character_id, name))""",
+        "CREATE INDEX packs_character ON packs(character_id, created_at)",
+        "ALTER TABLE selfies ADD COLUMN pack_id TEXT REFERENCES packs(id) ON DELETE CASCADE",
+        "ALTER TABLE selfies ADD COLUMN pack_slot TEXT",
+        "CREATE UNIQUE INDEX selfies_pack_slot ON selfies(pack_id, pack_slot) WHERE pack_id IS NOT NULL",
+    ]:
+        db.execute(sql)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_initial),
+    (2, _m002_likeness_state),
+    (3, _m003_packs),
 ]
 
 
@@ -163,6 +191,19 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _likeness_columns(recipe: dict, score: Any) -> dict:
+    """likeness_state / likeness_instrument for an imported selfie: from the recipe's extra.likeness (written by
+    the Studio), checked; older archives without it get 'scored' when they carry a score, else NULL."""
+    info = recipe.get("extra", {}).get("likeness") if isinstance(recipe.get("extra"), dict) else None
+    info = info if isinstance(info, dict) else {}
+    state, instrument = info.get("state"), info.get("instrument")
+    if state not in LIKENESS_STATES or (state == "scored") != (score is not None):
+        state = "scored" if score is not None else None
+    if not (isinstance(instrument, str) and 0 < len(instrument) <= 40):
+        instrument = None
+    return {"likeness_state": state, "likeness_instrument": instrument}
 
 
 # ---------------------------------------------------------------- storage failures
@@ -510,7 +551,9 @@ class Store:
     def _selfie_dict(self, r: dict) -> dict:
         return {"id": r["id"], "character_id": r["character_id"], "reference_id": r["reference_id"],
                 **self._image_fields(r), "selfie": json.loads(r["selfie_json"]), "likeness": r["likeness"],
-                "attempts": r["attempts"], "created_at": r["created_at"]}
+                "likeness_state": r.get("likeness_state"), "likeness_instrument": r.get("likeness_instrument"),
+                "attempts": r["attempts"], "pack_id": r.get("pack_id"), "pack_slot": r.get("pack_slot"),
+                "created_at": r["created_at"]}
 
     @staticmethod
     def _image_columns(sha: str, recipe: dict, recipe_json: str) -> dict:
@@ -600,12 +643,15 @@ class Store:
             selfies = [self._selfie_dict(r) for r in db.query(
                 "SELECT * FROM selfies WHERE character_id = ? ORDER BY created_at DESC, rowid DESC",
                 [character_id])]
+            packs = [self._pack_with_items(db, p) for p in db.query(
+                "SELECT * FROM packs WHERE character_id = ? ORDER BY created_at DESC, rowid DESC", [character_id])]
             out = self._summary(db, c)
         out.update(
             reference=next((r for r in refs if r["unlocked_at"] is None), None),
             references=refs,
             candidates=cands,
             selfies=selfies,
+            packs=packs,
         )
         return out
 
@@ -706,11 +752,19 @@ class Store:
     # ------------------------------------------------------------ selfies
 
     def add_selfie(self, character_id: str, image: Image.Image, recipe: dict, selfie: dict,
-                   likeness: float | None = None, attempts: int = 1, owner: str = "local") -> dict:
+                   likeness: float | None = None, attempts: int = 1, owner: str = "local", *,
+                   likeness_state: str | None = None, likeness_instrument: str | None = None,
+                   pack_id: str | None = None, pack_slot: str | None = None) -> dict:
+        """likeness: the score in [0, 1] or None; likeness_state says why there is none (likeness.result.STATES).
+        pack_id/pack_slot: this selfie fills one slot of a pack of the character's active reference."""
         recipe_json, selfie_json = _dumps(recipe), _dumps(_check_spec(selfie, "selfie"))
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError("attempts must be a positive integer")
         likeness = None if likeness is None else float(likeness)
+        if likeness_state is not None and likeness_state not in LIKENESS_STATES:
+            raise ValueError(f"unknown likeness state {likeness_state!r}")
+        if (pack_id is None) != (pack_slot is None):
+            raise ValueError("pack_id and pack_slot go together")
         png = encode_png(image, recipe_json)
         with self._read() as db:
             if self._char_row(db, character_id, owner)["status"] != "locked":
@@ -723,10 +777,14 @@ class Store:
                                  [character_id]).fetchone()
                 if not ref:
                     raise StateError("lock a reference portrait before taking selfies")
+                if pack_id is not None:
+                    self._check_pack_slot(db, pack_id, character_id, ref[0], pack_slot)
                 self._insert_image(db, sha, png)
                 row = {"id": _new_id(), "character_id": character_id, "reference_id": ref[0],
                        **self._image_columns(sha, recipe, recipe_json), "selfie_json": selfie_json,
-                       "likeness": likeness, "attempts": attempts, "created_at": _now()}
+                       "likeness": likeness, "attempts": attempts, "created_at": _now(),
+                       "likeness_state": likeness_state, "likeness_instrument": likeness_instrument,
+                       "pack_id": pack_id, "pack_slot": pack_slot}
                 db["selfies"].insert(row)
         return self._selfie_dict(row)
 
@@ -738,6 +796,85 @@ class Store:
         if not rows:
             raise NotFound(f"selfie {str(selfie_id)[:64]} not found")
         return self._selfie_dict(rows[0])
+
+    # ------------------------------------------------------------ packs
+
+    def create_pack(self, character_id: str, kind: str, slots: list[str], name: str | None = None,
+                    label: str = "Pack", owner: str = "local") -> dict:
+        """An empty named pack for the active reference; slots in grid order. Without a name: '<label> N'."""
+        if (not isinstance(slots, list) or not 1 <= len(slots) <= PACK_SLOTS_MAX
+                or not all(isinstance(x, str) and x for x in slots) or len(set(slots)) != len(slots)):
+            raise ValueError(f"pack slots must be 1 to {PACK_SLOTS_MAX} distinct non-empty strings")
+        chosen = None if name is None or (isinstance(name, str) and not name.strip()) else clean_name(name)
+        with self._tx() as db:
+            self._char_row(db, character_id, owner)
+            ref = db.execute("SELECT id FROM refs WHERE character_id = ? AND unlocked_at IS NULL",
+                             [character_id]).fetchone()
+            if not ref:
+                raise StateError("lock a reference portrait before making a pack")
+            taken = {r[0] for r in db.execute("SELECT name FROM packs WHERE character_id = ?", [character_id])}
+            if chosen is None:
+                n = 1 + db.execute("SELECT count(*) FROM packs WHERE character_id = ? AND kind = ?",
+                                   [character_id, kind]).fetchone()[0]
+                while f"{label} {n}" in taken:
+                    n += 1
+                chosen = clean_name(f"{label} {n}")
+            elif chosen in taken:
+                raise SpecError("name", f"this character already has a pack named {chosen!r}")
+            row = {"id": _new_id(), "character_id": character_id, "reference_id": ref[0], "kind": kind,
+                   "name": chosen, "slots_json": _dumps(slots), "created_at": _now(), "completed_at": None}
+            db["packs"].insert(row)
+        return self._pack_dict(row, [])
+
+    def complete_pack(self, pack_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE packs SET completed_at = ? WHERE id = ?", [_now(), pack_id])
+
+    def get_pack(self, pack_id: str, owner: str = "local") -> dict:
+        with self._read() as db:
+            rows = list(db.query("SELECT p.* FROM packs p JOIN characters c ON c.id = p.character_id "
+                                 "WHERE p.id = ? AND c.owner = ?", [pack_id, owner]))
+            if not rows:
+                raise NotFound(f"pack {str(pack_id)[:64]} not found")
+            return self._pack_with_items(db, rows[0])
+
+    def delete_pack(self, pack_id: str, owner: str = "local") -> None:
+        """The pack and its selfies (their images too, unless something else uses them)."""
+        with self._lock:
+            with self._tx() as db:
+                rows = list(db.query("SELECT p.id FROM packs p JOIN characters c ON c.id = p.character_id "
+                                     "WHERE p.id = ? AND c.owner = ?", [pack_id, owner]))
+                if not rows:
+                    raise NotFound(f"pack {str(pack_id)[:64]} not found")
+                shas = [r[0] for r in db.execute("SELECT image_sha256 FROM selfies WHERE pack_id = ?", [pack_id])]
+                db.execute("DELETE FROM packs WHERE id = ?", [pack_id])  # cascades to its selfies
+                dead = self._unreferenced_images(db, sorted(set(shas)))
+                for sha in dead:
+                    db.execute("DELETE FROM images WHERE sha256 = ?", [sha])
+            for sha in dead:
+                self._remove_if_orphan("images", sha)
+
+    def _check_pack_slot(self, db: sqlite_utils.Database, pack_id: str, character_id: str, reference_id: str,
+                         slot: str) -> None:
+        rows = list(db.query("SELECT * FROM packs WHERE id = ? AND character_id = ?", [pack_id, character_id]))
+        if not rows:
+            raise NotFound(f"pack {str(pack_id)[:64]} not found for this character")
+        if rows[0]["reference_id"] != reference_id:
+            raise StateError("this pack belongs to an earlier reference of the character; make a new pack")
+        if slot not in json.loads(rows[0]["slots_json"]):
+            raise ValueError(f"{slot!r} is not a slot of pack {rows[0]['name']!r}")
+
+    def _pack_with_items(self, db: sqlite_utils.Database, p: dict) -> dict:
+        items = [self._selfie_dict(r) for r in db.query("SELECT * FROM selfies WHERE pack_id = ?", [p["id"]])]
+        return self._pack_dict(p, items)
+
+    @staticmethod
+    def _pack_dict(p: dict, items: list[dict]) -> dict:
+        slots = json.loads(p["slots_json"])
+        items = sorted(items, key=lambda s: slots.index(s["pack_slot"]) if s["pack_slot"] in slots else len(slots))
+        return {"id": p["id"], "character_id": p["character_id"], "reference_id": p["reference_id"],
+                "kind": p["kind"], "name": p["name"], "slots": slots, "created_at": p["created_at"],
+                "completed_at": p["completed_at"], "complete": len(items) == len(slots), "items": items}
 
     # ------------------------------------------------------------ import (used by archive.py only)
 
@@ -774,8 +911,48 @@ class Store:
                 for r in references:
                     db["refs"].insert(image_row(r, candidate_id=new_ids.get(r.get("candidate_id") or ""),
                                                 locked_at=r["locked_at"], unlocked_at=r.get("unlocked_at")))
+                packs: dict[str, dict] = {}  # archive pack id -> new pack row
                 for s in selfies:
-                    db["selfies"].insert(image_row(
-                        s, reference_id=new_ids[s["reference_id"]], selfie_json=_dumps(s["selfie"]),
-                        likeness=s.get("likeness"), attempts=s.get("attempts", 1), created_at=s["created_at"]))
+                    row = image_row(s, reference_id=new_ids[s["reference_id"]], selfie_json=_dumps(s["selfie"]),
+                                    likeness=s.get("likeness"), attempts=s.get("attempts", 1),
+                                    created_at=s["created_at"], **_likeness_columns(s["recipe"], s.get("likeness")))
+                    pack = self._imported_pack(db, packs, s["recipe"], cid, row["reference_id"], s["created_at"])
+                    if pack is not None:
+                        row |= {"pack_id": pack["id"], "pack_slot": s["recipe"]["extra"]["pack"]["slot"]}
+                        pack["filled"].add(row["pack_slot"])
+                    db["selfies"].insert(row)
+                for pack in packs.values():
+                    if pack["filled"] == set(json.loads(pack["slots_json"])):
+                        db.execute("UPDATE packs SET completed_at = ? WHERE id = ?", [now, pack["id"]])
                 return self._summary(db, self._char_row(db, cid, owner))
+
+    @staticmethod
+    def _imported_pack(db: sqlite_utils.Database, packs: dict[str, dict], recipe: dict, character_id: str,
+                       reference_id: str, created_at: str) -> dict | None:
+        """Pack membership travels in the recipe (extra.pack, written by the Studio): rebuild the pack on import.
+        Anything malformed (a hostile archive) just leaves the selfie outside any pack."""
+        info = recipe.get("extra", {}).get("pack") if isinstance(recipe.get("extra"), dict) else None
+        if not isinstance(info, dict):
+            return None
+        old_id, kind, name, slot, slots = (info.get(k) for k in ("id", "kind", "name", "slot", "slots"))
+        if not (isinstance(old_id, str) and isinstance(kind, str) and 0 < len(kind) <= NAME_MAX
+                and isinstance(slot, str) and isinstance(slots, list) and 0 < len(slots) <= PACK_SLOTS_MAX
+                and all(isinstance(x, str) and 0 < len(x) <= NAME_MAX for x in slots)
+                and len(set(slots)) == len(slots) and slot in slots):
+            return None
+        pack = packs.get(old_id)
+        if pack is None:
+            try:
+                name = clean_name(name)
+            except SpecError:
+                return None
+            taken = {r[0] for r in db.execute("SELECT name FROM packs WHERE character_id = ?", [character_id])}
+            if name in taken:
+                return None
+            pack = {"id": _new_id(), "character_id": character_id, "reference_id": reference_id, "kind": kind,
+                    "name": name, "slots_json": _dumps(slots), "created_at": created_at, "completed_at": None}
+            db["packs"].insert(pack)
+            packs[old_id] = pack = {**pack, "filled": set()}
+        if pack["reference_id"] != reference_id or slot in pack["filled"] or json.loads(pack["slots_json"]) != slots:
+            return None
+        return pack

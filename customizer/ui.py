@@ -15,7 +15,9 @@ import gradio as gr
 
 from .character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue, selfie_catalogue
 from .errors import CustomizerError, SpecError
+from .likeness import badge
 from .owners import browser_secret, new_token, owner_from
+from .packs import pack_kind
 from .service import MAX_CANDIDATES, MAX_SELFIES, Studio
 from .settings import SIZE
 
@@ -24,7 +26,7 @@ KEEP_OUTFIT = "(keep designed outfit)"
 CSS = """
 #likeness-note {font-size: 0.9em; opacity: 0.8}
 .status-line {font-size: 0.9em}
-"""
+""" + badge.CSS
 
 
 def friendly(fn: Callable) -> Callable:
@@ -49,10 +51,31 @@ def _progress_cb(progress: gr.Progress) -> Callable[[float, str], None]:
 
 
 def _caption(item: dict) -> str:
-    parts = [f"seed {item['seed']}"]
-    if item.get("likeness") is not None:
-        parts.append(f"likeness {item['likeness']:.2f}")
-    return " · ".join(parts)
+    """seed, and for selfies the likeness bar and attempts (customizer/likeness/badge.py)."""
+    return badge.caption(item)
+
+
+def _likeness_line(studio: Studio) -> str:
+    cfg = studio.profile.likeness
+    if cfg is None:
+        return "likeness not measured in this profile"
+    band, attempts = studio.likeness_policy
+    retry = (f", target band {band.lo:.2f}-{band.hi:.2f}, up to {attempts} attempts per selfie"
+             if band and attempts > 1 else "")
+    return f"likeness by the **{cfg.instrument}** instrument{retry}"
+
+
+def _pack_choices(character: dict) -> list[tuple[str, str]]:
+    return [(f"{p['name']} ({len(p['items'])}/{len(p['slots'])})", p["id"]) for p in character.get("packs", [])]
+
+
+def _pack_view(pack: dict | None) -> tuple[list[tuple[str, str]], str]:
+    """Grid of a pack in slot order (captions: slot + likeness), and its likeness cards."""
+    if not pack:
+        return [], ""
+    items = pack["items"]
+    return ([(s["path"], badge.caption(s, head=s["pack_slot"])) for s in items],
+            badge.cards_html(items, [s["pack_slot"] for s in items]))
 
 
 def _character_choices(studio: Studio, owner: str, locked_only: bool = False) -> list[tuple[str, str]]:
@@ -78,8 +101,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
 
         gr.Markdown("# Character customizer\nDesign a fictional adult character, lock a reference portrait, "
                     "then take selfies that stay recognisably the same character.")
-        gr.Markdown(f"Model profile **{profile.name}** ({profile.family}, {profile.width}x{profile.height})",
-                             elem_classes="status-line")
+        gr.Markdown(f"Model profile **{profile.name}** ({profile.family}, {profile.width}x{profile.height}); "
+                    f"{_likeness_line(studio)}", elem_classes="status-line")
 
         def advanced_controls(prefix: str) -> list[gr.components.Component]:
             with gr.Accordion("Advanced", open=False):
@@ -158,9 +181,25 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         selfie_adv = advanced_controls("selfie")
                     with gr.Column(scale=3):
                         selfie_btn = gr.Button("Take selfie", variant="primary", elem_id="take-selfie")
+                        selfie_info = gr.Markdown("", elem_id="selfie-info")
                         history = gr.Gallery(label="Selfies (newest first)", columns=3, height=520,
                                              object_fit="contain", elem_id="history")
-                        selfie_info = gr.Markdown("")
+                        # one card per selfie, same order: likeness bar (target band shaded), state, attempts
+                        history_cards = gr.HTML("", elem_id="likeness-cards", label="Likeness")
+                        with gr.Accordion("Expression pack", open=True):
+                            kind = pack_kind()
+                            gr.Markdown(f"One click makes the standard set ({', '.join(kind.values)}) of the "
+                                        f"locked character for chat, {kind.shot.get('framing', '')} in the "
+                                        f"{kind.shot.get('scene', '')} scene, with the outfit, likeness and seed "
+                                        f"above; stored as a named pack.", elem_classes="status-line")
+                            with gr.Row():
+                                pack_name = gr.Textbox(label="Pack name", placeholder="optional - Expressions N",
+                                                       scale=3, elem_id="pack-name")
+                                pack_btn = gr.Button("Make expression pack", scale=1, elem_id="make-pack")
+                            pack_pick = gr.Dropdown([], label="Packs of this character", elem_id="pack-pick")
+                            pack_grid = gr.Gallery(label="Expression pack", columns=4, height=360,
+                                                   object_fit="contain", elem_id="expression-pack")
+                            pack_cards = gr.HTML("", elem_id="pack-cards")
 
             # ---------------------------------------------------------------- characters
             with gr.Tab("Characters", id="characters"):
@@ -244,10 +283,10 @@ def build_demo(studio: Studio) -> gr.Blocks:
                     f"selfies.")
             return (info, gr.update(choices=_character_choices(studio, owner, True), value=char_id), ref["path"],
                     gr.update(choices=_character_choices(studio, owner), value=char_id), gr.Tabs(selected="selfie"),
-                    history_for(char_id, owner))
+                    *history_for(char_id, owner))
 
         lock_btn.click(on_lock, [character_id, selected, owner_token],
-                       [design_info, selfie_character, reference_img, char_pick, tabs, history],
+                       [design_info, selfie_character, reference_img, char_pick, tabs, history, history_cards],
                        api_visibility="undocumented")
 
         def on_new():
@@ -256,21 +295,34 @@ def build_demo(studio: Studio) -> gr.Blocks:
         new_btn.click(on_new, None, [character_id, candidate_ids, selected, candidates, design_info],
                       api_visibility="undocumented")
 
-        def history_for(char_id: str | None, owner: str) -> list[tuple[str, str]]:
+        def history_for(char_id: str | None, owner: str) -> tuple[list[tuple[str, str]], str]:
+            """The selfie gallery (pack items live in their pack's grid) and its likeness cards."""
             if not char_id:
-                return []
+                return [], ""
             character = studio.get_character(char_id, owner=owner)
-            return [(s["path"], _caption(s)) for s in character["selfies"]]
+            selfies = [s for s in character["selfies"] if not s.get("pack_id")]
+            return [(s["path"], _caption(s)) for s in selfies], badge.cards_html(selfies)
+
+        def packs_for(char_id: str | None, owner: str, pack_id: str | None = None):
+            """Pack dropdown (newest first, pack_id or the newest selected), its grid and cards."""
+            if not char_id:
+                return gr.update(choices=[], value=None), [], ""
+            character = studio.get_character(char_id, owner=owner)
+            packs = character.get("packs", [])
+            pack = next((p for p in packs if p["id"] == pack_id), packs[0] if packs else None)
+            return (gr.update(choices=_pack_choices(character), value=pack["id"] if pack else None),
+                    *_pack_view(pack))
 
         @friendly
         def on_selfie_character(char_id, token):
             owner = owner_from(token)
             if not char_id:
-                return None, []
+                return None, [], "", *packs_for(None, owner)
             ref = studio.get_character(char_id, owner=owner)["reference"]
-            return (ref["path"] if ref else None), history_for(char_id, owner)
+            return (ref["path"] if ref else None), *history_for(char_id, owner), *packs_for(char_id, owner)
 
-        selfie_character.change(on_selfie_character, [selfie_character, owner_token], [reference_img, history],
+        selfie_character.change(on_selfie_character, [selfie_character, owner_token],
+                                [reference_img, history, history_cards, pack_pick, pack_grid, pack_cards],
                                 api_visibility="undocumented")
 
         @friendly
@@ -286,12 +338,40 @@ def build_demo(studio: Studio) -> gr.Blocks:
             made = studio.selfie(char_id, shot, seed=None if randomize_ else seed_, count=int(count_),
                                  advanced=advanced_from(list(adv_values)), owner=owner,
                                  progress=_progress_cb(progress))
-            info = ", ".join(f"seed {s['seed']} ({s['recipe']['extra'].get('seconds', 0):.1f} s)" for s in made)
-            return history_for(char_id, owner), f"New: {info}", made[0]["seed"]
+            info = "; ".join(badge.summary(s) for s in made)
+            return *history_for(char_id, owner), f"New: {info}", made[0]["seed"]
 
         selfie_btn.click(on_selfie, [selfie_character, scene, scene_text, expression, framing, outfit, likeness,
                                      selfie_count, selfie_seed, selfie_randomize, *selfie_adv, owner_token],
-                         [history, selfie_info, selfie_seed], api_visibility="undocumented")
+                         [history, history_cards, selfie_info, selfie_seed], api_visibility="undocumented")
+
+        @friendly
+        def on_pack(char_id, name_, outfit_, likeness_, seed_, randomize_, *adv_values,
+                    progress=gr.Progress(track_tqdm=True)):
+            *adv_values, token = adv_values
+            owner = owner_from(token)
+            if not char_id:
+                raise gr.Error("Choose a locked character first (lock a portrait in the Design tab).")
+            shot = {"outfit": None if outfit_ == KEEP_OUTFIT else outfit_, "likeness": float(likeness_)}
+            pack = studio.expression_pack(char_id, name=name_ or None, seed=None if randomize_ else seed_,
+                                          selfie=shot, advanced=advanced_from(list(adv_values)), owner=owner,
+                                          progress=_progress_cb(progress))
+            attempts = sum(s["attempts"] for s in pack["items"])
+            gr.Info(f"Made '{pack['name']}': {len(pack['items'])} images in {attempts} attempts.")
+            return *packs_for(char_id, owner, pack["id"]), ""
+
+        pack_btn.click(on_pack, [selfie_character, pack_name, outfit, likeness, selfie_seed, selfie_randomize,
+                                 *selfie_adv, owner_token], [pack_pick, pack_grid, pack_cards, pack_name],
+                       api_visibility="undocumented")
+
+        @friendly
+        def on_pack_pick(pack_id, token):
+            if not pack_id:
+                return [], ""
+            return _pack_view(studio.get_pack(pack_id, owner=owner_from(token)))
+
+        pack_pick.input(on_pack_pick, [pack_pick, owner_token], [pack_grid, pack_cards],
+                        api_visibility="undocumented")
 
         # characters panel
         def overview_gallery(owner: str) -> list[tuple[str, str]]:
@@ -325,14 +405,17 @@ def build_demo(studio: Studio) -> gr.Blocks:
             locked = character["status"] == "locked"
             summary = {k: character[k] for k in ("id", "name", "status", "created_at", "spec")}
             summary["selfies"] = len(character["selfies"])
+            summary["packs"] = [p["name"] for p in character["packs"]]
             return (*design_values, character["name"], gallery, ids, char_id, summary,
                     gr.update(value=char_id if locked else None, choices=_character_choices(studio, owner, True)),
-                    character["reference"]["path"] if character["reference"] else None, history_for(char_id, owner),
+                    character["reference"]["path"] if character["reference"] else None,
+                    *history_for(char_id, owner), *packs_for(char_id, owner),
                     gr.Tabs(selected="selfie" if locked else "design"))
 
         open_btn.click(on_open, [char_pick, owner_token],
                        [*design_inputs.values(), name, candidates, candidate_ids, character_id, char_info,
-                        selfie_character, reference_img, history, tabs], api_visibility="undocumented")
+                        selfie_character, reference_img, history, history_cards, pack_pick, pack_grid, pack_cards,
+                        tabs], api_visibility="undocumented")
 
         @friendly
         def on_rename(char_id, new, token):
@@ -423,6 +506,10 @@ def _public(item: dict) -> dict:
     return {k: v for k, v in item.items() if k not in ("path", "thumbnail")}
 
 
+def _public_pack(pack: dict) -> dict:
+    return {**{k: v for k, v in pack.items() if k != "items"}, "items": [_public(s) for s in pack["items"]]}
+
+
 def _unencodable(value: Any) -> bool:
     """True if any string in a parsed JSON value holds an unpaired surrogate (valid JSON escape, not text).
     Iterative: a deeply nested request must not hit the recursion limit here."""
@@ -497,16 +584,33 @@ def add_api(studio: Studio) -> None:
                              count=req.get("count", 1), advanced=req.get("advanced"), owner=owner)
         return [_public(s) for s in made], _images(made)
 
+    def expression_pack(req: dict, owner: str):
+        pack = studio.expression_pack(_text(req, "character_id"), name=_text(req, "name", required=False),
+                                      seed=req.get("seed"), selfie=req.get("selfie"), advanced=req.get("advanced"),
+                                      kind=req.get("kind", "expressions"), owner=owner)
+        return _public_pack(pack), _images(pack["items"])
+
+    def get_pack(req: dict, owner: str):
+        pack = studio.get_pack(_text(req, "pack_id"), owner=owner)
+        if pack["character_id"] != _text(req, "character_id"):
+            raise SpecError("pack_id", "is not a pack of this character")
+        return _public_pack(pack), _images(pack["items"])
+
     def list_characters(req: dict, owner: str):
         return [_public(c) for c in studio.list_characters(owner=owner)], []
 
     def get_character(req: dict, owner: str):
         c = studio.get_character(_text(req, "character_id"), owner=owner)
         images = ([c["reference"]] if c["reference"] else []) + c["selfies"]
-        body = {k: v for k, v in c.items() if k not in ("candidates", "selfies", "reference", "references")}
+        body = {k: v for k, v in c.items()
+                if k not in ("candidates", "selfies", "reference", "references", "packs", "thumbnail")}
         body["reference"] = _public(c["reference"]) if c["reference"] else None
         body["selfies"] = [_public(s) for s in c["selfies"]]
         body["candidates"] = [_public(x) for x in c["candidates"]]
+        # packs by selfie id (the selfies themselves are listed above, each with pack_id / pack_slot)
+        body["packs"] = [{**{k: v for k, v in p.items() if k != "items"},
+                          "items": [{"slot": s["pack_slot"], "selfie_id": s["id"]} for s in p["items"]]}
+                         for p in c["packs"]]
         return body, _images(images)
 
     def rename(req: dict, owner: str):
@@ -523,7 +627,17 @@ def add_api(studio: Studio) -> None:
     endpoint("lock", lock, "Lock a candidate as the reference: {character_id, candidate_id}.")
     endpoint("selfie", selfie,
              "Selfies of a locked character: {character_id, selfie: {scene, scene_text, expression, framing, "
-             "outfit, likeness}, seed, count (1-4), advanced?}. Returns the selfie records and images.")
+             "outfit, likeness}, seed, count (1-4), advanced?}. Returns the selfie records and images. Each record "
+             "carries likeness (score 0-1 against the locked reference, or null), likeness_state (scored, "
+             "unavailable, no_face, no_face_reference, error), likeness_instrument, attempts (renders it took to "
+             "land in the profile's likeness band) and recipe.extra.likeness / recipe.extra.attempts (band, "
+             "position, every seed tried).")
+    endpoint("expression_pack", expression_pack,
+             "Make an expression pack (neutral, happy, laughing, sad, surprised, angry, thinking) of a locked "
+             "character: {character_id, name?, seed?, selfie?: {scene, framing, outfit, likeness}, advanced?}. "
+             "Returns the pack {id, name, slots, complete, items: selfie records in slot order} and its images.")
+    endpoint("get_pack", get_pack,
+             "One pack with its selfie records: {character_id, pack_id}; images in slot order.")
     endpoint("list_characters", list_characters, "List characters (newest first): {}.")
     endpoint("get_character", get_character,
              "One character with spec, reference, candidates and selfies: {character_id}. Images: reference "

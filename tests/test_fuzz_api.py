@@ -30,7 +30,7 @@ from tiny_profiles import tiny_profile_yaml
 
 VICTIM = "victim-secret-token-0123456789"
 ATTACKER = "attacker-secret-token-987654321"
-TABLES = ("characters", "candidates", "refs", "selfies", "images", "reference_embeddings")
+TABLES = ("characters", "candidates", "refs", "selfies", "images", "reference_embeddings", "packs")
 FUZZ = settings(deadline=None, derandomize=False, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much, HealthCheck.large_base_example])
@@ -151,6 +151,8 @@ def world(tmp_path_factory, tiny_model_dir):
         selfies, _ = w.victim.predict({"character_id": made["character_id"], "selfie": {"scene": "beach"},
                                        "seed": 2}, api_name="/selfie")
         w.ids["victim_selfie"] = selfies[0]["id"]
+        pack, _ = w.victim.predict({"character_id": made["character_id"], "seed": 3}, api_name="/expression_pack")
+        w.ids["victim_pack"] = pack["id"]
         w.ids["victim_owner"] = w.victim_view()[0]["owner"]
         # the attacker's own characters: fuzzed fields then reach the deep code paths
         attacker = Api(w.url, ATTACKER)
@@ -158,6 +160,9 @@ def world(tmp_path_factory, tiny_model_dir):
         attacker.predict({"character_id": a["character_id"], "candidate_id": a["candidates"][0]["id"]},
                          api_name="/lock")
         w.ids["own_locked"], w.ids["own_locked_cand"] = a["character_id"], a["candidates"][0]["id"]
+        own_pack, _ = attacker.predict({"character_id": a["character_id"], "seed": 6, "name": "Taken"},
+                                       api_name="/expression_pack")
+        w.ids["own_pack"] = own_pack["id"]
         d, _ = attacker.predict({"spec": {}, "seed": 5, "n": 1, "name": "My draft"}, api_name="/design_candidates")
         w.ids["own_draft"] = d["character_id"]
         w.victim_snapshot = w.victim.predict({"character_id": w.ids["victim_locked"]}, api_name="/get_character")[0]
@@ -246,7 +251,7 @@ def selfie_strategy() -> st.SearchStrategy:
 
 def ids(w: World, *own: str) -> st.SearchStrategy:
     """Ids that do not exist, ids of another owner (the victim's), the wrong kind of id, and junk."""
-    theirs = [w.ids[k] for k in ("victim_locked", "victim_cand", "victim_ref", "victim_selfie")]
+    theirs = [w.ids[k] for k in ("victim_locked", "victim_cand", "victim_ref", "victim_selfie", "victim_pack")]
     made_up = ["0" * 32, uuid.uuid4().hex, uuid.uuid4().hex.upper(), w.ids["victim_locked"] + " ",
                w.ids["victim_locked"].upper(), w.ids["victim_locked"] + "' OR '1'='1", "%", "*", "_"]
     return st.one_of(st.sampled_from(theirs + made_up + [w.ids[k] for k in own]), junk)
@@ -322,7 +327,27 @@ def test_fuzz_delete(world, data):
     world.probe("delete", data.draw(request(character_id=ids(world))))  # never the attacker's own ids
 
 
-ENDPOINTS = ["design_candidates", "lock", "selfie", "list_characters", "get_character", "rename", "delete"]
+@settings(FUZZ, max_examples=12)
+@given(data=st.data())
+def test_fuzz_expression_pack(world, data):
+    req = data.draw(request(character_id=ids(world, "own_locked", "own_locked", "own_draft"),
+                            selfie=selfie_strategy(), seed=seeds(), advanced=advanced_strategy(),
+                            kind=field(st.just("expressions"), "poses", "", None),
+                            name=field(st.sampled_from(["Zoë faces", "🦊", "Taken"]), "x" * 81, "a\nb", "", "  ")))
+    world.probe("expression_pack", req)
+
+
+@settings(FUZZ, max_examples=15)
+@given(data=st.data())
+def test_fuzz_get_pack(world, data):
+    req = data.draw(request(character_id=ids(world, "own_locked"), pack_id=ids(world, "own_pack")))
+    accepted, result = world.probe("get_pack", req)
+    if accepted:
+        assert result[0]["id"] == world.ids["own_pack"]
+
+
+ENDPOINTS = ["design_candidates", "lock", "selfie", "expression_pack", "get_pack", "list_characters",
+             "get_character", "rename", "delete"]
 NOT_OBJECTS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
                         text, st.lists(junk, max_size=4))
 
@@ -391,7 +416,7 @@ def test_raw_json_gradio_client_cannot_send(world, api, body):
 
 def test_after_the_fuzzing_the_victim_is_untouched_and_storage_is_consistent(world):
     again, images = world.victim.predict({"character_id": world.ids["victim_locked"]}, api_name="/get_character")
-    assert again == world.victim_snapshot and len(images) == 2
+    assert again == world.victim_snapshot and len(images) == 2 + 7  # reference, selfie, expression pack
     assert [c["name"] for c in world.victim_view()] == ["Vic"]
     with closing(sqlite3.connect(f"file:{world.db}?mode=ro", uri=True)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -57,12 +57,13 @@ def test_migrations_create_schema_and_are_idempotent(tmp_path):
     s = open_store(tmp_path)
     tables = set(s.db.table_names())
     assert {"migrations", "characters", "images", "candidates", "refs", "reference_embeddings", "selfies"} <= tables
-    assert s.schema_version == len(store_mod.MIGRATIONS) == 1
+    n = len(store_mod.MIGRATIONS)
+    assert s.schema_version == n == max(number for number, _ in store_mod.MIGRATIONS)
     c = s.create_character("Keep", {"a": 1})
     s.close()
     s = open_store(tmp_path)  # second open: nothing re-applied, data intact
-    assert s.schema_version == 1
-    assert s.db.execute("SELECT count(*) FROM migrations").fetchone()[0] == 1
+    assert s.schema_version == n
+    assert s.db.execute("SELECT count(*) FROM migrations").fetchone()[0] == n
     assert s.get_character(c["id"])["spec"] == {"a": 1}
     s.close()
 
@@ -75,10 +76,11 @@ def test_new_migration_is_applied_exactly_once(tmp_path, monkeypatch):
         calls.append(1)
         db.execute("ALTER TABLE characters ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, (2, m2)])
+    nxt = len(store_mod.MIGRATIONS) + 1
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, (nxt, m2)])
     for _ in range(2):
         s = open_store(tmp_path)
-        assert s.schema_version == 2
+        assert s.schema_version == nxt
         assert "note" in s.db["characters"].columns_dict
         s.close()
     assert calls == [1]
@@ -86,7 +88,8 @@ def test_new_migration_is_applied_exactly_once(tmp_path, monkeypatch):
 
 def test_newer_schema_is_refused(tmp_path, monkeypatch):
     open_store(tmp_path).close()
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, (2, lambda db: None)])
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, (len(store_mod.MIGRATIONS) + 1,
+                                                                          lambda db: None)])
     open_store(tmp_path).close()
     monkeypatch.undo()
     with pytest.raises(StateError, match="newer"):
