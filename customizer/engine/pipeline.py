@@ -3,6 +3,12 @@
 Loads the profile's base pipeline, IP-Adapter, theme LoRAs (peft) and ControlNet (sharing weights via from_pipe),
 then renders Recipes. A Recipe fully determines the image: seed -> CPU generator, scheduler rebuilt per call,
 LoRA weights and IP-Adapter scale set per call. One lock: a diffusers pipeline is not safe to call concurrently.
+
+Speed (measured by `python -m customizer.bench`, see BENCHMARKS.md): prompt embeddings come from an LRU
+(prompt_cache.py) and reference embeddings from the store's cache - the pipeline gets the very tensors it would have
+computed; LoRA / IP-Adapter state is only re-applied when a recipe changes it; a lone active theme LoRA is fused into
+the UNet weights (lora_fuse.py; a profile can say `fuse_lora: false`). Fusing rounds differently from peft's unfused
+branch (at most a pixel level here), but always the same way, so recipes keep reproducing bit for bit.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from ..availability import _split_lora, downloads_allowed, require_available
 from ..config import Profile
 from ..errors import ModelUnavailable
 from ..recipe import Recipe
-from . import control, devices, embeddings, fingerprint, schedulers, upscale
+from . import control, devices, embeddings, fingerprint, lora_fuse, prompt_cache, schedulers, stages, upscale
 
 PIPELINE_CLASSES = {
     "sd15": ("StableDiffusionPipeline", "StableDiffusionControlNetPipeline"),
@@ -44,6 +50,10 @@ class Engine:
         self.device, self.dtype = devices.pick(profile.device, profile.dtype)
         self.local_only = not downloads_allowed(profile)
         self._lock = threading.RLock()
+        self.prompts = prompt_cache.PromptCache()
+        self._clock = stages.StageClock()
+        self._lora_state: tuple | None = None  # adapters + weights last applied; None = unknown
+        self._ip_scale: float | None = None
         t0 = time.perf_counter()
         try:
             self._load()
@@ -88,6 +98,12 @@ class Engine:
             self.weights[f"lora:{theme.adapter}"] = fingerprint.fingerprint(theme.lora)
 
         self.pipe.to(self.device)
+        # fuse a lone active theme into the UNet, unless a LoRA also reaches into a text encoder (disabling peft's
+        # branch there would drop it)
+        text_lora = any(getattr(getattr(self.pipe, n, None), "peft_config", None)
+                        for n in ("text_encoder", "text_encoder_2"))
+        self._fuser = (lora_fuse.LoraFuser(self.pipe.unet)
+                       if self.theme_adapters and not text_lora and p.extra.get("fuse_lora", True) else None)
         self.cn_pipe = None
         if p.controlnet:
             cn = diffusers.ControlNetModel.from_pretrained(p.controlnet.model, dtype=self.dtype,
@@ -97,6 +113,9 @@ class Engine:
             self.weights["controlnet"] = fingerprint.fingerprint(p.controlnet.model)
         self.upscaler = (upscale.LearnedUpscaler(p.upscaler, self.device, self.dtype, self.local_only)
                          if p.upscaler else None)
+        self._clock.wrap(self.pipe.vae, "decode", "decode")  # shared with cn_pipe
+        for pipe in filter(None, (self.pipe, self.cn_pipe)):
+            self._clock.wrap(pipe.image_processor, "postprocess", "decode")
         self._blank_embeds = self._encode([Image.new("RGB", (64, 64))]) if self.has_ip_adapter else None
 
     # ---- what the service asks ---------------------------------------------------------------------------------
@@ -132,8 +151,9 @@ class Engine:
     # ---- rendering -------------------------------------------------------------------------------------------
     def render(self, recipe: Recipe, reference_embeds: bytes | None = None,
                reference_image: Image.Image | None = None) -> tuple[Image.Image, dict[str, float]]:
-        """Render one recipe. Returns the image and stage timings in seconds."""
-        timings: dict[str, float] = {}
+        """Render one recipe. Returns the image and stage timings in seconds: generate (all of it, before any
+        upscale), split into text_encode, image_embed, denoise, decode (+ control when a control image is drawn)."""
+        measured: dict[str, float] = {}
         t0 = time.perf_counter()
         with self._lock, torch.inference_mode():
             pipe = self.pipe
@@ -142,30 +162,63 @@ class Engine:
                 if self.cn_pipe is None:
                     raise ModelUnavailable(f"profile '{self.profile.name}' has no ControlNet")
                 c = recipe.controlnet
+                t = time.perf_counter()
                 kwargs["image"] = control.control_image(c["control"], c.get("preset", ""), reference_image,
                                                         recipe.width, recipe.height)
                 kwargs["controlnet_conditioning_scale"] = float(c.get("scale", 1.0))
+                measured["control"] = time.perf_counter() - t
                 pipe = self.cn_pipe
             pipe.scheduler = schedulers.make(recipe.scheduler, self.base_scheduler_config)
             self._apply_loras(recipe.loras)
+            t = time.perf_counter()
             if self.has_ip_adapter:
-                pipe.set_ip_adapter_scale(float(recipe.ip_adapter_scale))
+                self._apply_ip_scale(pipe, float(recipe.ip_adapter_scale))
                 embeds = (embeddings.from_bytes(reference_embeds, self.device, self.dtype)
                           if reference_embeds is not None else self._blank_embeds)
                 kwargs["ip_adapter_image_embeds"] = embeds if recipe.guidance > 1 else embeddings.positive_half(embeds)
             elif recipe.ip_adapter_scale:
                 raise ModelUnavailable(f"profile '{self.profile.name}' has no IP-Adapter")
+            measured["image_embed"] = time.perf_counter() - t
+            t = time.perf_counter()
+            kwargs |= self._prompt_embeds(pipe, recipe)
+            measured["text_encode"] = time.perf_counter() - t
             generator = torch.Generator("cpu").manual_seed(int(recipe.seed))
-            image = pipe(prompt=recipe.prompt, negative_prompt=recipe.negative_prompt,
-                         num_inference_steps=int(recipe.steps), guidance_scale=float(recipe.guidance),
-                         width=int(recipe.width), height=int(recipe.height), generator=generator,
-                         **kwargs).images[0]
-            timings["generate"] = time.perf_counter() - t0
+            with self._clock.recording(measured):
+                image = pipe(num_inference_steps=int(recipe.steps), guidance_scale=float(recipe.guidance),
+                             width=int(recipe.width), height=int(recipe.height), generator=generator,
+                             **kwargs).images[0]
+            generate = time.perf_counter() - t0
+            timings = {"generate": generate, **stages.split(generate, measured)}
             if recipe.upscale:
                 t1 = time.perf_counter()
                 image = self._upscale(image, recipe)
                 timings["upscale"] = time.perf_counter() - t1
         return image, timings
+
+    def _prompt_embeds(self, pipe, recipe: Recipe) -> dict[str, torch.Tensor]:
+        """The pipeline's own encode_prompt, called as its __call__ would, through the LRU: keyword arguments
+        (prompt_embeds, negative_prompt_embeds, and the pooled pair for SDXL) that replace the prompt strings."""
+        cfg = recipe.guidance > 1 and pipe.unet.config.time_cond_proj_dim is None
+        encoders = [getattr(pipe, n, None) for n in ("text_encoder", "text_encoder_2")]
+        text_lora = tuple(recipe.loras.items()) if any(getattr(e, "peft_config", None) for e in encoders) else ()
+        key = (self.weights["base"], recipe.prompt, recipe.negative_prompt, cfg, text_lora)
+
+        def encode() -> dict[str, torch.Tensor]:
+            # the engine never offloads, so the execution device is its device (pipe._execution_device walks
+            # every module looking for offload hooks: 20 ms a call on the bundled model)
+            out = pipe.encode_prompt(prompt=recipe.prompt, device=torch.device(self.device), num_images_per_prompt=1,
+                                     do_classifier_free_guidance=cfg, negative_prompt=recipe.negative_prompt)
+            names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                     "negative_pooled_prompt_embeds")
+            return {n: t for n, t in zip(names, out) if t is not None}
+
+        return self.prompts.get(key, encode)
+
+    def _apply_ip_scale(self, pipe, scale: float) -> None:
+        if scale != self._ip_scale:  # pipe and cn_pipe share the UNet and so its processors
+            self._ip_scale = None
+            pipe.set_ip_adapter_scale(scale)
+            self._ip_scale = scale
 
     def _apply_loras(self, loras: dict[str, float]) -> None:
         if not self.theme_adapters:
@@ -175,11 +228,21 @@ class Engine:
         unknown = set(loras) - set(self.theme_adapters.values())
         if unknown:
             raise ModelUnavailable(f"LoRA adapters not loaded in profile '{self.profile.name}': {sorted(unknown)}")
+        state = tuple((k, float(w)) for k, w in loras.items())
+        if state == self._lora_state:  # peft walks every module on each call: skip when nothing changes
+            return
+        self._lora_state = None  # unknown until the calls below have all succeeded
         if loras:
             self.pipe.enable_lora()
-            self.pipe.set_adapters(list(loras), adapter_weights=[float(w) for w in loras.values()])
-        else:
+            self.pipe.set_adapters(list(loras), adapter_weights=[w for _, w in state])
+        if self._fuser is not None and len(state) == 1:
+            self._fuser.fuse(*state[0])  # at the scale set_adapters just gave it
+            self.pipe.disable_lora()     # the branch is in the weights now
+        elif self._fuser is not None:
+            self._fuser.restore()
+        if not loras:
             self.pipe.disable_lora()
+        self._lora_state = state
 
     def _upscale(self, image: Image.Image, recipe: Recipe) -> Image.Image:
         if recipe.upscale == upscale.CLASSICAL:
