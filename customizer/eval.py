@@ -1,18 +1,22 @@
 """Eval harness: run the app's own design -> lock -> selfie path on held-out characters and score it.
 
     python -m customizer.eval --out DIR [--profile bundled] [--config spaces.yaml] [--characters N]
-                              [--selfies-per K] [--instruments DIR]
+                              [--selfies-per K] [--instruments DIR] [--band LO HI] [--max-attempts N]
 
 For N held-out characters (identity seeds with corpus.is_held_out True; their attribute combination is the one
 the corpus gives that person, so deterministic) it drives customizer.service.Studio over a temporary Store, exactly
 as the UI does: design (candidates), lock the first candidate, then K selfies in several scenes / expressions /
-framings at the default likeness, and the same K selfies (same seeds) again with the IP-Adapter switched off.
+framings at the default likeness, once per variant with the same seeds:
+  plain          reference conditioning, one render per selfie (the profile without its likeness retries)
+  retries        + automatic retries into the likeness band (the profile's, or --band / --max-attempts)
+  no_ip_adapter  the IP-Adapter switched off (scale 0): the proof that the reference conditioning works
 The images are scored with the measuring instruments (customizer/training/instruments.py, trained on renderer
 ground truth only), and the same characters drawn by the renderer itself are scored too (`renderer_ceiling`: what
 the instruments read from perfect images, the ceiling for the model's numbers).
 
-Writes DIR/report.json and DIR/contact_sheet.png (rows = characters: reference, then selfies; the no-IP-Adapter
-selfies in DIR/contact_sheet_no_ip_adapter.png). Works against any profile; on the tiny random test model the
+Writes DIR/report.json and DIR/contact_sheet.png (rows = characters: reference, then the plain selfies; the
+no-IP-Adapter selfies in DIR/contact_sheet_no_ip_adapter.png; DIR/contact_sheet_consistency.png has one row per
+character and variant). Works against any profile; on the tiny random test model the
 numbers are meaningless but every step is real.
 
 Metrics (report.json): attribute_accuracy per attribute + mean on the portraits vs the requested spec;
@@ -21,6 +25,8 @@ identity: cosine of each selfie with its own reference (same_mean) and with the 
 (different_mean), and verification_accuracy = mean of true-accept rate and true-reject rate at the threshold
 giving <= 5 % false accepts between different characters (`at_instrument_threshold`: the same at the threshold
 calibrated on renderer ground truth when the instruments were trained - steadier with few characters).
+The top-level figures are the plain variant's; `consistency` holds every variant side by side (identity, attribute
+consistency of the selfies with the design, scene/expression accuracy, attempts and seconds per accepted selfie).
 """
 from __future__ import annotations
 
@@ -120,68 +126,122 @@ def _r(x: float | None) -> float | None:
 
 def score(instr, chars: list[dict[str, Any]], calibrated: float | None) -> dict[str, Any]:
     """Scores for characters with images: chars[i] = {spec, portraits: [PIL], reference: PIL,
-    selfies: [(PIL, shot dict)], selfies_no_ip: [(PIL, shot dict)] (optional)}."""
+    selfies: [(PIL, shot dict)]}."""
     portraits = [(im, c["spec"]) for c in chars for im in c["portraits"]]
-    selfies = [(im, c["spec"], shot, i) for i, c in enumerate(chars) for im, shot in c["selfies"]]
     p_pred = instr.classify([im for im, _ in portraits])
-    s_pred = instr.classify([im for im, *_ in selfies])
-    heads = instr.attributes.heads
-    keys = [k for k in ATTRIBUTE_KEYS if k in heads]
+    keys = [k for k in ATTRIBUTE_KEYS if k in instr.attributes.heads]
     per = {k: _acc([(p[k], spec[k]) for p, (_, spec) in zip(p_pred, portraits)]) for k in keys}
-    selfie_attr = {k: _acc([(p[k], spec[k]) for p, (_, spec, _, _) in zip(s_pred, selfies)]) for k in keys}
-    out: dict[str, Any] = {
-        "attribute_accuracy": {**per, "mean": _mean([v for v in per.values() if v is not None])},
-        "theme_accuracy": _acc([(p["theme"], spec["theme"]) for p, (_, spec) in zip(p_pred, portraits)]
-                               + [(p["theme"], spec["theme"]) for p, (_, spec, _, _) in zip(s_pred, selfies)])
-        if "theme" in heads else None,
-        **{f"{k}_accuracy": _acc([(p[k], shot[k]) for p, (_, _, shot, _) in zip(s_pred, selfies)])
-           for k in SHOT_KEYS if k in heads},
-        "selfie_attribute_accuracy": {**selfie_attr, "mean": _mean([v for v in selfie_attr.values()
-                                                                    if v is not None])},
-    }
     refs = instr.embed([c["reference"] for c in chars])
-    out["identity"] = identity_block(refs, instr.embed([im for im, *_ in selfies]), [i for *_, i in selfies],
-                                     calibrated)
-    if any(c.get("selfies_no_ip") for c in chars):
-        free = [(im, shot, i) for i, c in enumerate(chars) for im, shot in c["selfies_no_ip"]]
-        f_pred = instr.classify([im for im, _, _ in free])
-        block = identity_block(refs, instr.embed([im for im, _, _ in free]), [i for *_, i in free], calibrated)
-        block |= {f"{k}_accuracy": _acc([(p[k], shot[k]) for p, (_, shot, _) in zip(f_pred, free)])
-                  for k in SHOT_KEYS if k in heads}
-        out["identity_no_ip_adapter"] = block
+    selfies = selfie_block(instr, refs, chars, calibrated)
+    selfie_theme = selfies.pop("_theme_pairs")
+    portrait_theme = [(p["theme"], spec["theme"]) for p, (_, spec) in zip(p_pred, portraits)] \
+        if "theme" in keys else []
+    return {
+        "attribute_accuracy": {**per, "mean": _mean([v for v in per.values() if v is not None])},
+        "theme_accuracy": _acc(portrait_theme + selfie_theme) if "theme" in keys else None,
+        **selfies,
+    }
+
+
+def selfie_block(instr, refs: np.ndarray, chars: list[dict[str, Any]], calibrated: float | None,
+                 key: str = "selfies") -> dict[str, Any]:
+    """Shot accuracy, attribute consistency with the design, and identity of the selfies chars[i][key]."""
+    heads = instr.attributes.heads
+    selfies = [(im, c["spec"], shot, i) for i, c in enumerate(chars) for im, shot in c[key]]
+    pred = instr.classify([im for im, *_ in selfies])
+    keys = [k for k in ATTRIBUTE_KEYS if k in heads]
+    attr = {k: _acc([(p[k], spec[k]) for p, (_, spec, _, _) in zip(pred, selfies)]) for k in keys}
+    return {
+        **{f"{k}_accuracy": _acc([(p[k], shot[k]) for p, (_, _, shot, _) in zip(pred, selfies)])
+           for k in SHOT_KEYS if k in heads},
+        "selfie_attribute_accuracy": {**attr, "mean": _mean([v for v in attr.values() if v is not None])},
+        "identity": identity_block(refs, instr.embed([im for im, *_ in selfies]), [i for *_, i in selfies],
+                                   calibrated),
+        "_theme_pairs": [(p["theme"], spec["theme"]) for p, (_, spec, _, _) in zip(pred, selfies)]
+        if "theme" in heads else [],
+    }
+
+
+def consistency(instr, chars: list[dict[str, Any]], calibrated: float | None) -> dict[str, Any]:
+    """Every variant side by side on the same characters and seeds (issue: consistency you can see)."""
+    refs = instr.embed([c["reference"] for c in chars])
+    out: dict[str, Any] = {}
+    for name in chars[0]["variants"]:
+        rows = [{**c, "v": [(im, shot) for im, shot, _, _ in c["variants"][name]]} for c in chars]
+        block = selfie_block(instr, refs, rows, calibrated, key="v")
+        block.pop("_theme_pairs")
+        made = [(n, sec) for c in chars for _, _, n, sec in c["variants"][name]]
+        out[name] = {
+            "verification_accuracy": block["identity"]["verification_accuracy"],
+            "same_mean": block["identity"]["same_mean"],
+            "different_mean": block["identity"]["different_mean"],
+            "attribute_consistency": block["selfie_attribute_accuracy"]["mean"],
+            **{f"{k}_accuracy": block.get(f"{k}_accuracy") for k in SHOT_KEYS},
+            "attempts_per_selfie": _mean([n for n, _ in made]),
+            "max_attempts_used": max((n for n, _ in made), default=None),
+            "seconds_per_selfie": _mean([sec for _, sec in made]),
+            "identity": block["identity"],
+            "selfie_attribute_accuracy": block["selfie_attribute_accuracy"],
+        }
     return out
 
 
 # ---- the app path ------------------------------------------------------------------------------------------------
 
-def generate(studio, studio_no_ip, chars: list[dict[str, Any]], selfies_per: int, candidates: int,
+def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None = None,
+                     max_attempts: int | None = None) -> dict[str, Any]:
+    """The profiles of the eval variants (all share one engine): plain (no retries), retries (when a band and
+    more than one attempt are configured, or given), no_ip_adapter (when the profile has an IP-Adapter)."""
+    from .config import LikenessConfig
+
+    plain = dataclasses.replace(profile, likeness=None)
+    out = {"plain": plain}
+    lk = profile.likeness
+    if band is not None or max_attempts is not None:
+        lk = LikenessConfig(instrument=lk.instrument if lk else "identity", path=lk.path if lk else None,
+                            band=band or (lk.band if lk else None),
+                            max_attempts=max_attempts or (lk.max_attempts if lk else 1))
+    if lk is not None and lk.band is not None and lk.max_attempts > 1:
+        if lk.instrument == "identity":   # score with the instruments this eval measures with
+            lk = dataclasses.replace(lk, path=str(inst_dir))
+        out["retries"] = dataclasses.replace(profile, likeness=lk)
+    if profile.ip_adapter is not None:
+        # a profile whose likeness range is [0, 0]: IP-Adapter scale 0, no retries
+        out["no_ip_adapter"] = dataclasses.replace(plain, extra={**profile.extra, "ip_scale": [0.0, 0.0]})
+    return out
+
+
+def generate(studios: dict[str, Any], chars: list[dict[str, Any]], selfies_per: int, candidates: int,
              likeness: float, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Design -> lock first candidate -> selfies (and the same selfies without the IP-Adapter) through Studio."""
+    """Design -> lock first candidate -> the same selfies (same seeds) through each variant's Studio.
+    Each selfie: (image, shot, attempts, seconds for the accepted selfie)."""
     from .service import SEED_MAX
 
+    first = next(iter(studios.values()))
     out = []
     for i, ch in enumerate(chars):
         s = ch["identity_seed"]
         t0 = time.perf_counter()
-        design = studio.design(ch["spec"], seed=_seed("eval-design", s) % SEED_MAX, n=candidates,
-                               name=f"eval-{i:03d}")
+        design = first.design(ch["spec"], seed=_seed("eval-design", s) % SEED_MAX, n=candidates,
+                              name=f"eval-{i:03d}")
         cid = design["character"]["id"]
-        ref = studio.lock(cid, design["candidates"][0]["id"])
+        ref = first.lock(cid, design["candidates"][0]["id"])
         shots = shot_plan(i, s, selfies_per)
-        with_ip, without = [], []
+        variants: dict[str, list] = {name: [] for name in studios}
         for j, shot in enumerate(shots):
             seed = _seed("eval-selfie", s, j) % SEED_MAX
-            rec = studio.selfie(cid, {**shot, "likeness": likeness}, seed=seed, count=1)[0]
-            with_ip.append((_open(rec["path"]), shot))
-            if studio_no_ip is not None:
-                rec = studio_no_ip.selfie(cid, {**shot, "likeness": 0.0}, seed=seed, count=1)[0]
-                assert rec["recipe"]["ip_adapter_scale"] == 0.0
-                without.append((_open(rec["path"]), shot))
+            for name, studio in studios.items():
+                t = time.perf_counter()
+                rec = studio.selfie(cid, {**shot, "likeness": likeness}, seed=seed, count=1)[0]
+                seconds = time.perf_counter() - t
+                if name == "no_ip_adapter":
+                    assert rec["recipe"]["ip_adapter_scale"] == 0.0
+                variants[name].append((_open(rec["path"]), shot, int(rec.get("attempts") or 1), seconds))
         out.append({**ch, "character_id": cid, "portraits": [_open(c["path"]) for c in design["candidates"]],
-                    "reference": _open(ref["path"]), "selfies": with_ip, "selfies_no_ip": without,
-                    "shots": shots})
-        log(f"character {i + 1}/{len(chars)}: {len(design['candidates'])} portrait(s), {len(with_ip)} selfies"
-            f"{' (+ no IP-Adapter)' if without else ''} in {time.perf_counter() - t0:.1f}s")
+                    "reference": _open(ref["path"]), "variants": variants, "shots": shots,
+                    "selfies": [(im, shot) for im, shot, _, _ in variants["plain"]]})
+        log(f"character {i + 1}/{len(chars)}: {len(design['candidates'])} portrait(s), {len(shots)} selfies x "
+            f"{len(studios)} variants ({', '.join(studios)}) in {time.perf_counter() - t0:.1f}s")
     return out
 
 
@@ -218,7 +278,8 @@ def contact_sheet(rows: list[list[Image.Image]], cols: int) -> Image.Image:
 def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path | None = None,
              characters: int = 8, selfies_per: int = 4, instruments: str | Path | None = None,
              candidates: int = 1, likeness: float | None = None, no_ip_pass: bool = True,
-             renderer_ceiling: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+             renderer_ceiling: bool = True, log: Callable[[str], None] = print,
+             band: tuple[float, float] | None = None, max_attempts: int | None = None) -> dict[str, Any]:
     from .availability import require_available
     from .service import Studio
     from .store import Store
@@ -235,32 +296,48 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
     calibrated = (meta.get("verification") or {}).get("threshold")
     likeness = SelfieSpec().likeness if likeness is None else float(likeness)
     chars = held_out_characters(characters)
+    profiles = variant_profiles(profile, inst_dir, band, max_attempts)
+    if not no_ip_pass:
+        profiles.pop("no_ip_adapter", None)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="customizer-eval-") as tmp:
         store = Store(Path(tmp) / "characters.db", Path(tmp) / "data")
         try:
-            studio = Studio(config, profile, store)
-            studio_no_ip = None
-            if no_ip_pass and profile.ip_adapter is not None:
-                # same engine and store, a profile whose likeness band is [0, 0]: IP-Adapter scale 0
-                off = dataclasses.replace(profile, extra={**profile.extra, "ip_scale": [0.0, 0.0]})
-                studio_no_ip = Studio(config, off, store, engine_factory=lambda _p: studio.engine)
+            plain = Studio(config, profiles["plain"], store)
+            studios = {name: plain if name == "plain" else Studio(config, p, store,
+                                                                  engine_factory=lambda _p: plain.engine)
+                       for name, p in profiles.items()}
             t_gen = time.perf_counter()
-            made = generate(studio, studio_no_ip, chars, selfies_per, candidates, likeness, log)
+            made = generate(studios, chars, selfies_per, candidates, likeness, log)
             gen_seconds = time.perf_counter() - t_gen
-            engine_info = studio.status()
+            engine_info = plain.status()
+            retry_policy = studios["retries"].status()["likeness"] if "retries" in studios else None
         finally:
             store.close()
     scores = score(instr, made, calibrated)
-    if "identity_no_ip_adapter" not in scores and no_ip_pass:
+    variants = consistency(instr, made, calibrated)
+    if "no_ip_adapter" in variants:
+        free = variants["no_ip_adapter"]
+        scores["identity_no_ip_adapter"] = {**free["identity"], **{f"{k}_accuracy": free[f"{k}_accuracy"]
+                                                                   for k in SHOT_KEYS}}
+    elif no_ip_pass:
         # no IP-Adapter in this profile: the selfies above already had none
         scores["identity_no_ip_adapter"] = {**scores["identity"], "note": "profile has no IP-Adapter"}
     report: dict[str, Any] = {
         "profile": profile.name, "config": str(config.path), "instruments": str(inst_dir),
         "n_characters": len(made), "n_selfies": sum(len(c["selfies"]) for c in made),
         "n_portraits": sum(len(c["portraits"]) for c in made), "selfies_per_character": selfies_per,
-        "likeness": likeness, "ip_adapter_scale": studio.likeness_to_scale(likeness) if profile.ip_adapter else 0.0,
+        "likeness": likeness, "ip_adapter_scale": plain.likeness_to_scale(likeness) if profile.ip_adapter else 0.0,
         **scores,
+        "consistency": {
+            "variants": variants,
+            "retry_policy": retry_policy,
+            "not_built": {"reference_sheet": "multi-view reference sheet at lock time: not built yet",
+                          "character_lora": "per-character LoRA: not built yet"},
+            "note": "retries keep the attempt the identity encoder scores best, and the same encoder measures "
+                    "here: the retries variant's identity figures are optimistic by construction; its shot and "
+                    "attribute figures are measured by the independent classifiers.",
+        },
     }
     if renderer_ceiling:
         ceiling = score(instr, renderer_images(made), calibrated)
@@ -274,9 +351,12 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
     cols = 1 + selfies_per
     contact_sheet([[c["reference"]] + [im for im, _ in c["selfies"]] for c in made], cols).save(
         out / "contact_sheet.png")
-    if any(c["selfies_no_ip"] for c in made):
-        contact_sheet([[c["reference"]] + [im for im, _ in c["selfies_no_ip"]] for c in made], cols).save(
-            out / "contact_sheet_no_ip_adapter.png")
+    if "no_ip_adapter" in profiles:
+        contact_sheet([[c["reference"]] + [v[0] for v in c["variants"]["no_ip_adapter"]] for c in made],
+                      cols).save(out / "contact_sheet_no_ip_adapter.png")
+    contact_sheet([[c["reference"]] + [v[0] for v in c["variants"][name]] for c in made for name in profiles],
+                  cols).save(out / "contact_sheet_consistency.png")
+    report["contact_sheet_consistency_rows"] = [f"{c['identity_seed']}:{name}" for c in made for name in profiles]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
@@ -293,15 +373,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--likeness", type=float, default=None, help="selfie likeness (default: the app's default)")
     ap.add_argument("--instruments", default=None, help=f"instruments folder (default: {DEFAULT_INSTRUMENTS})")
     ap.add_argument("--no-ip-pass", action="store_true", help="skip the IP-Adapter-off selfies")
+    ap.add_argument("--band", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="likeness band of the retries variant (default: the profile's)")
+    ap.add_argument("--max-attempts", type=int, default=None,
+                    help="renders per selfie at most in the retries variant (default: the profile's)")
     args = ap.parse_args(argv)
     if args.characters < 2:
         ap.error("--characters must be at least 2 (identity needs other characters to compare with)")
     if args.selfies_per < 1:
         ap.error("--selfies-per must be at least 1")
+    if args.band is not None and not 0 <= args.band[0] <= args.band[1] <= 1:
+        ap.error("--band needs 0 <= LO <= HI <= 1")
+    if args.max_attempts is not None and not 1 <= args.max_attempts <= 10:
+        ap.error("--max-attempts must be 1 to 10")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         report = run_eval(args.out, args.profile, args.config, args.characters, args.selfies_per,
-                          args.instruments, args.candidates, args.likeness, not args.no_ip_pass, log=log)
+                          args.instruments, args.candidates, args.likeness, not args.no_ip_pass, log=log,
+                          band=tuple(args.band) if args.band else None, max_attempts=args.max_attempts)
     except (ConfigError, ModelUnavailable, FileNotFoundError, CustomizerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -311,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     log(f"identity same {ident['same_mean']} different {ident['different_mean']} verification "
         f"{ident['verification_accuracy']}; without IP-Adapter same {free.get('same_mean')} verification "
         f"{free.get('verification_accuracy')}")
+    for name, v in report["consistency"]["variants"].items():
+        log(f"  {name:14s} verification {v['verification_accuracy']} same {v['same_mean']} attributes "
+            f"{v['attribute_consistency']} scene {v['scene_accuracy']} expression {v['expression_accuracy']} "
+            f"attempts {v['attempts_per_selfie']} s/selfie {v['seconds_per_selfie']}")
     log(f"wrote {args.out / 'report.json'} and contact_sheet.png in {report['seconds']}s")
     return 0
 

@@ -105,7 +105,8 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     ins.save_instrument(ins.AttributeClassifier(), inst)
     out = tmp_path / "eval"
     rc = ev.main(["--out", str(out), "--config", str(tiny_config_path), "--profile", "tiny", "--characters", "2",
-                  "--selfies-per", "2", "--instruments", str(inst)])
+                  "--selfies-per", "2", "--instruments", str(inst), "--band", "0.0", "0.5",
+                  "--max-attempts", "2"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     for key in ("attribute_accuracy", "theme_accuracy", "scene_accuracy", "expression_accuracy", "identity",
@@ -124,3 +125,17 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.size == (2 + 3 * 130, 2 + 2 * 130)  # 2 rows; reference + 2 selfies
     assert (out / "contact_sheet_no_ip_adapter.png").is_file()
+    # consistency: the same seeds through each variant; a band no random-weight render reaches forces the retry
+    variants = report["consistency"]["variants"]
+    assert list(variants) == ["plain", "retries", "no_ip_adapter"]
+    assert variants["plain"]["attempts_per_selfie"] == 1.0
+    assert variants["retries"]["attempts_per_selfie"] == 2.0 and variants["retries"]["max_attempts_used"] == 2
+    assert report["consistency"]["retry_policy"]["band"] == [0.0, 0.5]
+    for v in variants.values():
+        assert 0 <= v["attribute_consistency"] <= 1 and v["seconds_per_selfie"] > 0
+        assert isinstance(v["same_mean"], float) and isinstance(v["scene_accuracy"], float)
+    # the top-level identity is the plain variant's, the no-IP block the no_ip_adapter variant's
+    assert report["identity"]["same_mean"] == variants["plain"]["same_mean"]
+    assert report["identity_no_ip_adapter"]["same_mean"] == variants["no_ip_adapter"]["same_mean"]
+    with Image.open(out / "contact_sheet_consistency.png") as sheet:
+        assert sheet.size == (2 + 3 * 130, 2 + 6 * 130)  # 2 characters x 3 variants
