@@ -1,6 +1,8 @@
 """Export a character as a zip, and import one back - treating every archive as hostile.
 
 Layout: character.json + images/<sha256>.png. Embedding caches are not exported: they are recomputed.
+character.json lists candidates, references, selfies and the reference sheets ("sheet", optional: archives from
+before the sheet have none).
 Import checks everything before the Store sees it, then inserts the whole character in one transaction,
 so a refused or failed import leaves no rows behind.
 """
@@ -18,7 +20,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from .errors import CustomizerError, ImportRefused, SpecError
-from .store import Store, clean_name
+from .store import NAME_MAX, Store, clean_name
 
 FORMAT = "customizer-character"
 FORMAT_VERSION = 1
@@ -49,8 +51,10 @@ def export_character(store: Store, character_id: str, owner: str = "local") -> b
         "references": [image_meta(r, "candidate_id", "locked_at", "unlocked_at") for r in ch["references"]],
         "selfies": [image_meta(s, "reference_id", "selfie", "likeness", "attempts", "created_at")
                     for s in ch["selfies"]],
+        "sheet": [image_meta(v, "reference_id", "view", "position", "likeness", "created_at")
+                  for v in store.sheet_views(character_id, owner=owner)],
     }
-    shas = sorted({r["image_sha256"] for k in ("candidates", "references", "selfies") for r in manifest[k]})
+    shas = sorted({r["image_sha256"] for k in ("candidates", "references", "selfies", "sheet") for r in manifest[k]})
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("character.json", json.dumps(manifest, indent=2, sort_keys=True),
@@ -177,11 +181,19 @@ def _parse_manifest(raw: bytes) -> dict:
                                             and 0 <= v <= 1),  # NaN fails the comparison too
         "attempts": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v < SQL_INT,
     })
+    m.setdefault("sheet", [])
+    sheet = _check_rows(m, "sheet", {
+        "created_at": _is_time, "reference_id": lambda v: isinstance(v, str) and v in ref_ids,
+        "view": lambda v: isinstance(v, str) and 0 < len(v) <= NAME_MAX and v.isprintable(),
+        "position": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < SQL_INT,
+        "likeness": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1),
+    })
+    _require(len({(v["reference_id"], v["view"]) for v in sheet}) == len(sheet), "a sheet view repeats")
     active = [r for r in refs if r.get("unlocked_at") is None]
     _require(len(active) <= 1, "more than one active reference")
     _require((m["status"] == "locked") == bool(active), "status does not match the references")
-    _require(len({r["id"] for r in cands + refs + selfies}) == len(cands) + len(refs) + len(selfies),
-             "ids repeat across candidates, references and selfies")
+    rows = cands + refs + selfies + sheet
+    _require(len({r["id"] for r in rows}) == len(rows), "ids repeat across candidates, references, selfies and sheet")
     return m
 
 
@@ -248,7 +260,7 @@ def import_character(store: Store, data: bytes | str | Path, owner: str = "local
         sha = _IMAGE_NAME.fullmatch(member)[1]  # type: ignore[index]
         _check_png(member, sha, blob)
         images[sha] = blob
-    rows = m["candidates"] + m["references"] + m["selfies"]
+    rows = m["candidates"] + m["references"] + m["selfies"] + m["sheet"]
     needed = {r["image_sha256"] for r in rows}
     missing = sorted(needed - images.keys())
     if missing:
@@ -264,5 +276,5 @@ def import_character(store: Store, data: bytes | str | Path, owner: str = "local
         s["selfie"] = _checked(f"selfies[{i}].selfie", check_selfie, s["selfie"])
     return store._import_character(
         owner=owner, name=new_name, spec=spec, images={s: images[s] for s in sorted(needed)},
-        candidates=m["candidates"], references=m["references"], selfies=m["selfies"],
+        candidates=m["candidates"], references=m["references"], selfies=m["selfies"], sheet=m["sheet"],
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Recipe:
-    kind: str                     # "portrait" | "selfie"
+    kind: str                     # "portrait" | "selfie" | "sheet" (a reference sheet view)
     profile: str                  # profile name in spaces.yaml
     model_id: str                 # hub repo id or local folder of the base model
     model_revision: str           # hub commit hash, or "sha256:<hash of weight files>" for local folders
@@ -26,6 +26,9 @@ class Recipe:
     loras: dict[str, float] = field(default_factory=dict)   # adapter name -> weight, active ones only
     ip_adapter_scale: float = 0.0                           # 0 for portraits
     reference_sha256: str | None = None                     # reference image the selfie is conditioned on
+    # every image whose IP-Adapter embeddings condition the render, in order (the reference, then the reference
+    # sheet views); None on recipes from before the sheet: the reference alone
+    conditioning_sha256: list[str] | None = None
     controlnet: dict[str, Any] | None = None                # {"model", "control", "preset", "scale"}
     upscale: str | None = None                              # None | "lanczos2x" | learned upscaler id
     device: str = "cpu"

@@ -5,15 +5,17 @@ the app starts (and the characters panel works) before the model has loaded.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from PIL import Image
 
-from . import archive
+from . import archive, refsheet
 from .character import CharacterSpec, SelfieSpec
 from .config import AppConfig, Profile
 from .errors import SpecError, StateError, shown
@@ -32,8 +34,26 @@ MAX_CANDIDATES = 4
 MAX_SELFIES = 4
 SEED_MAX = 2**31 - 1
 Progress = Callable[[float, str], None]
-# shoot(shot, seed, report, extra) -> (kept image, its recipe, its likeness, attempts made)
+# shoot(shot, seed, report, extra, pose=None) -> (kept image, its recipe, its likeness, attempts made);
+# pose: a ControlNet pose preset instead of the shot's framing (reference sheet views)
 Shoot = Callable[[SelfieSpec, int, Callable[[str], None], dict], tuple[Image.Image, Recipe, Likeness, int]]
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What a selfie's IP-Adapter is given: the reference plus the sheet views that may condition it."""
+    embeds: bytes            # combined embeddings (engine.combine_embeds), or the reference's own
+    shas: list[str]          # the images behind them, in order: reference first (recipe.conditioning_sha256)
+    views: list[dict]        # sheet views used
+    left_out: list[dict]     # sheet views left out (outside the likeness band, or no face)
+
+    def facts(self, band: Band | None) -> dict[str, Any]:
+        def why(v: dict) -> dict[str, Any]:
+            lk = refsheet.stored_likeness(v)
+            return {"view": v["view"], "state": lk.state, "score": lk.score,
+                    "position": band.position(lk) if band else None}
+
+        return {"views": [v["view"] for v in self.views], "left_out": [why(v) for v in self.left_out]}
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -75,6 +95,7 @@ class Studio:
         self._engine_lock = threading.Lock()
         self._scorer = None
         self._scorer_lock = threading.Lock()
+        self.reference_sheet = refsheet.enabled(profile)  # a bad switch value stops the app at start
 
     # ---- engine --------------------------------------------------------------------------------------------
     @property
@@ -126,14 +147,14 @@ class Studio:
     # ---- recipes -------------------------------------------------------------------------------------------
     def _recipe(self, kind: str, prompt, seed: int, settings: Settings, loras: dict[str, float],
                 ip_scale: float = 0.0, reference_sha: str | None = None, controlnet: dict | None = None,
-                extra: dict | None = None) -> Recipe:
+                extra: dict | None = None, conditioning: list[str] | None = None) -> Recipe:
         engine = self.engine
         return Recipe(
             kind=kind, profile=self.profile.name, model_id=self.profile.base_model,
             model_revision=engine.weights["base"], prompt=prompt.positive, negative_prompt=prompt.negative,
             seed=seed, scheduler=settings.sampler, steps=settings.steps, guidance=settings.guidance,
             width=settings.width, height=settings.height, loras=loras, ip_adapter_scale=ip_scale,
-            reference_sha256=reference_sha, controlnet=controlnet,
+            reference_sha256=reference_sha, conditioning_sha256=conditioning, controlnet=controlnet,
             upscale=(self.profile.upscaler or "lanczos2x") if settings.upscale else None,
             device=engine.device, dtype=str(engine.dtype).replace("torch.", ""), versions=dict(engine.versions),
             extra=extra or {},
@@ -190,11 +211,23 @@ class Studio:
             raise
         return {"character": self.store.get_character(character["id"], owner=owner), "candidates": candidates}
 
-    def lock(self, character_id: str, candidate_id: str, owner: str = "local") -> dict[str, Any]:
-        """Lock a candidate as the reference; its IP-Adapter embedding is computed now and cached."""
+    def lock(self, character_id: str, candidate_id: str, owner: str = "local",
+             progress: Progress = _no_progress) -> dict[str, Any]:
+        """Lock a candidate as the reference; its IP-Adapter embedding is computed now and cached. Then, unless
+        the profile turns it off, its reference sheet (data/refsheet.yaml) is rendered, scored and stored, and the
+        combined embeddings selfies will use are cached too. A failure after the lock leaves the reference locked
+        (with whatever part of the sheet was stored) and is raised."""
         reference = self.store.lock(character_id, candidate_id, owner=owner)
+        reference["sheet"] = []
         if self.profile.ip_adapter is not None:
+            progress(0.0, "encoding the reference")
             self._reference_embeds(reference)
+            if self.reference_sheet:
+                self._make_sheet(character_id, reference, owner, progress)
+                progress(0.95, "reference sheet: combining the embeddings")
+                self._conditioning(reference, owner)  # cached now: the first selfie starts right away
+                reference["sheet"] = self.get_character(character_id, owner=owner)["sheet"]
+        progress(1.0, "done")
         return reference
 
     def unlock(self, character_id: str, owner: str = "local") -> dict[str, Any]:
@@ -204,10 +237,52 @@ class Studio:
         key = self.engine.embedding_key
         blob = self.store.get_reference_embedding(reference["id"], key)
         if blob is None:
-            with Image.open(reference["path"]) as im:
-                blob = self.engine.encode_reference(im.convert("RGB"))
+            blob = self._encode_image(reference["image_sha256"])
             self.store.put_reference_embedding(reference["id"], key, blob)
         return blob
+
+    def _encode_image(self, sha256: str) -> bytes:
+        with Image.open(self.store.image_path(sha256)) as im:
+            return self.engine.encode_reference(im.convert("RGB"))
+
+    # ---- reference sheet -----------------------------------------------------------------------------------
+    def _make_sheet(self, character_id: str, reference: dict, owner: str, progress: Progress) -> None:
+        """Render the views the reference's sheet lacks (all of them at lock), each conditioned on the reference
+        alone with the sheet's one seed, scored once (no retries: lock stays quick) and stored as it is made."""
+        spec = CharacterSpec.from_dict(self.store.get_character(character_id, owner=owner)["spec"])
+        sheet = refsheet.sheet()
+        have = {v["view"] for v in self.store.sheet_views(character_id, owner, reference["id"])}
+        seed = refsheet.seed(reference["image_sha256"])
+        shoot = self._shooter(spec, reference, Settings.resolve(self.profile, None), owner, sheet_view=True)
+        names = [v.name for v in sheet.views]
+        for i, view in enumerate(sheet.views):
+            if view.name in have:
+                continue
+            label = f"reference sheet: {view.name} ({i + 1} of {len(names)})"
+            progress(i / len(names), label)
+            info = {"sheet_view": {"view": view.name, "position": i, "views": names}}
+            image, recipe, likeness, _ = shoot(view.shot, seed, lambda msg, at=i / len(names), what=label: progress(
+                at, f"{what}: {msg}"), info, pose=view.pose)
+            self.store.add_sheet_view(character_id, reference["id"], view.name, i, image, recipe.to_dict(),
+                                      likeness.score, owner, likeness_state=likeness.state,
+                                      likeness_instrument=likeness.instrument)
+
+    def _conditioning(self, reference: dict, owner: str) -> Conditioning:
+        """The reference's IP-Adapter embeddings plus those of its sheet views inside the likeness band,
+        combined (engine.combine_embeds) and cached with the reference under a key naming the images."""
+        ref_blob = self._reference_embeds(reference)
+        views = self.store.sheet_views(reference["character_id"], owner, reference["id"]) \
+            if self.reference_sheet else []
+        kept, left_out = refsheet.split(views, self.likeness_policy[0])
+        shas = [reference["image_sha256"], *(v["image_sha256"] for v in kept)]
+        if not kept:
+            return Conditioning(ref_blob, shas, [], left_out)
+        key = f"{self.engine.embedding_key}|sheet:{hashlib.sha256(' '.join(shas).encode()).hexdigest()[:24]}"
+        blob = self.store.get_reference_embedding(reference["id"], key)
+        if blob is None:
+            blob = self.engine.combine_embeds([ref_blob, *(self._encode_image(sha) for sha in shas[1:])])
+            self.store.put_reference_embedding(reference["id"], key, blob)
+        return Conditioning(blob, shas, kept, left_out)
 
     # ---- selfies -------------------------------------------------------------------------------------------
     def likeness_to_scale(self, likeness: float) -> float:
@@ -226,7 +301,7 @@ class Studio:
         base_seed = resolve_seed(seed)
         settings = Settings.resolve(self.profile, advanced)
         progress(0.0, "loading model")
-        shoot = self._shooter(spec, reference, settings)
+        shoot = self._shooter(spec, reference, settings, owner)
         made = []
         for i in range(count):
             label = f"selfie {i + 1} of {count}"
@@ -257,7 +332,7 @@ class Studio:
         made = 0
         try:
             progress(0.0, "loading model")
-            shoot = self._shooter(spec, reference, settings)
+            shoot = self._shooter(spec, reference, settings, owner)
             for i, (value, shot) in enumerate(zip(kind_.values, shots)):
                 label = f"{value} ({i + 1} of {len(shots)})"
                 progress(i / len(shots), label)
@@ -292,40 +367,54 @@ class Studio:
                                      attempts=attempts, owner=owner, likeness_state=likeness.state,
                                      likeness_instrument=likeness.instrument, **pack)
 
-    def _shooter(self, spec: CharacterSpec, reference: dict, settings: Settings) -> Shoot:
-        """Everything shared by the selfies of one request (engine, LoRAs, reference embeddings, likeness judge),
-        then a function that takes one selfie: render, score, retry, keep the best."""
+    def _shooter(self, spec: CharacterSpec, reference: dict, settings: Settings, owner: str,
+                 sheet_view: bool = False) -> Shoot:
+        """Everything shared by the selfies of one request (engine, LoRAs, conditioning embeddings, likeness
+        judges), then a function that takes one selfie: render, score, retry, keep the best.
+        Selfies are conditioned on the reference plus its sheet (_conditioning) and also scored against the sheet;
+        sheet_view=True takes a view of the sheet itself: the reference alone, one attempt, kind 'sheet'."""
         engine = self.engine
         triggers = engine.theme_triggers(spec.theme)
         loras = engine.theme_loras(spec.theme, spec.theme_strength)
-        embeds = self._reference_embeds(reference) if self.profile.ip_adapter else None
+        cond = None
+        if self.profile.ip_adapter:
+            cond = (Conditioning(self._reference_embeds(reference), [reference["image_sha256"]], [], [])
+                    if sheet_view else self._conditioning(reference, owner))
         cn = self.profile.controlnet
         ref_image = None
         if cn and cn.control == "canny":
             with Image.open(reference["path"]) as im:
                 ref_image = im.convert("RGB")
         judge = self._judge(reference)
+        also = self._sheet_likeness(reference, cond.views) if cond and cond.views else None
+        band = self.likeness_policy[0]
+        sheet_facts = {"sheet": cond.facts(band)} if cond and not sheet_view else {}
 
-        def shoot(shot: SelfieSpec, seed: int, report: Callable[[str], None], extra: dict):
+        def shoot(shot: SelfieSpec, seed: int, report: Callable[[str], None], extra: dict, pose: str | None = None):
             prompt = selfie_prompt(spec, shot, triggers, settings.negative)
-            controlnet = ({"model": cn.model, "control": cn.control, "preset": shot.framing, "scale": cn.scale}
-                          if cn else None)
-            ip_scale = self.likeness_to_scale(shot.likeness) if embeds else 0.0
-            facts = {"spec": spec.to_dict(), "selfie": shot.to_dict(), **extra}
+            controlnet = ({"model": cn.model, "control": cn.control, "preset": pose or shot.framing,
+                           "scale": cn.scale} if cn else None)
+            ip_scale = self.likeness_to_scale(shot.likeness) if cond else 0.0
+            facts = {"spec": spec.to_dict(), "selfie": shot.to_dict(), **sheet_facts, **extra}
             return self._take(
-                lambda s: self._recipe("selfie", prompt, s, settings, loras, ip_scale=ip_scale,
-                                       reference_sha=reference["image_sha256"], controlnet=controlnet, extra=facts),
-                seed, judge, embeds, ref_image, report)
+                lambda s: self._recipe("sheet" if sheet_view else "selfie", prompt, s, settings, loras,
+                                       ip_scale=ip_scale, reference_sha=reference["image_sha256"],
+                                       controlnet=controlnet, extra=facts, conditioning=cond.shas if cond else None),
+                seed, judge, cond.embeds if cond else None, ref_image, report, also=also,
+                max_attempts=1 if sheet_view else None)
 
         return shoot
 
     def _take(self, recipe_at: Callable[[int], Recipe], seed: int, judge: Callable[[Image.Image], Likeness],
-              embeds: bytes | None, ref_image: Image.Image | None,
-              report: Callable[[str], None]) -> tuple[Image.Image, Recipe, Likeness, int]:
+              embeds: bytes | None, ref_image: Image.Image | None, report: Callable[[str], None],
+              also: Callable[[Image.Image], dict] | None = None,
+              max_attempts: int | None = None) -> tuple[Image.Image, Recipe, Likeness, int]:
         """Render + score with the deterministic seed sequence of `seed` until the likeness is in the band (or the
         attempts run out); keep the best. The kept recipe is the one of its own render (its own seed), plus
-        non-input facts in extra: likeness (state, score, band, position) and attempts (every seed tried)."""
-        band, max_attempts = self.likeness_policy
+        non-input facts in extra: likeness (state, score, band, position; `also`'s numbers for the kept image,
+        e.g. the mean score against the sheet) and attempts (every seed tried)."""
+        band, policy_attempts = self.likeness_policy
+        max_attempts = max_attempts or policy_attempts
 
         def make(s: int) -> Attempt:
             recipe = recipe_at(s)
@@ -347,24 +436,26 @@ class Studio:
         likeness = kept.likeness
         facts = {
             "likeness": likeness.to_dict() | {"band": band.to_list() if band else None,
-                                              "position": band.position(likeness) if band else None},
+                                              "position": band.position(likeness) if band else None}
+            | (also(kept.image) if also else {}),
             "attempts": {"count": len(tried), "max": max_attempts, "kept": tried.index(kept) + 1,
                          "seconds": round(sum(a.seconds for a in tried), 3),
                          "tried": [a.summary(band) for a in tried]},
         }
         return kept.image, kept.recipe.replace(extra=kept.recipe.extra | facts), likeness, len(tried)
 
-    def _judge(self, reference: dict) -> Callable[[Image.Image], Likeness]:
-        """image -> Likeness against this reference. The reference's descriptor is computed once and cached with
-        the reference (like its IP-Adapter embedding), under the instrument's weights key."""
+    def _judge(self, reference: dict, sha256: str | None = None) -> Callable[[Image.Image], Likeness]:
+        """image -> Likeness against this reference (or against the image sha256 of one of its sheet views). The
+        descriptor is computed once and cached with the reference (like its IP-Adapter embedding), under the
+        instrument's weights key."""
         scorer = self.scorer
         if not scorer.available:
             return lambda image: scorer.unavailable()
-        key = scorer.cache_key
+        key = scorer.cache_key if sha256 is None else f"{scorer.cache_key}|view:{sha256[:24]}"
         blob = self.store.get_reference_embedding(reference["id"], key)
         if blob is None:
             try:
-                with Image.open(reference["path"]) as im:
+                with Image.open(self.store.image_path(sha256 or reference["image_sha256"])) as im:
                     blob = scorer.reference_blob(im.convert("RGB"))
             except Exception as e:  # noqa: BLE001 - the selfie still gets made; its likeness says why not scored
                 log.exception("likeness: could not describe reference %s", reference["id"])
@@ -373,6 +464,20 @@ class Studio:
                 return lambda image: failed
             self.store.put_reference_embedding(reference["id"], key, blob)
         return lambda image: scorer.score(blob, image)
+
+    def _sheet_likeness(self, reference: dict, views: list[dict]) -> Callable[[Image.Image], dict] | None:
+        """image -> {sheet_mean, sheet_scores}: its likeness to each sheet view that conditioned it (the score
+        against the locked reference stays the one that counts)."""
+        if not self.scorer.available:
+            return None
+        judges = [(v["view"], self._judge(reference, v["image_sha256"])) for v in views]
+
+        def measure(image: Image.Image) -> dict[str, Any]:
+            scores = {name: judge(image).score for name, judge in judges}
+            got = [x for x in scores.values() if x is not None]
+            return {"sheet_mean": round(sum(got) / len(got), 6) if got else None, "sheet_scores": scores}
+
+        return measure
 
     # ---- reproduce -----------------------------------------------------------------------------------------
     def reproduce(self, image_sha256: str) -> tuple[Image.Image, bool]:
@@ -385,7 +490,10 @@ class Studio:
         if recipe.reference_sha256:
             with Image.open(self.store.image_path(recipe.reference_sha256)) as im:
                 reference = im.convert("RGB")
-            embeds = self.engine.encode_reference(reference) if recipe.ip_adapter_scale else None
+            if recipe.ip_adapter_scale:
+                # every conditioning image encoded on its own, then combined: what the selfie was given
+                blobs = [self._encode_image(sha) for sha in recipe.conditioning_sha256 or [recipe.reference_sha256]]
+                embeds = blobs[0] if len(blobs) == 1 else self.engine.combine_embeds(blobs)
         image, _ = self._render(recipe, embeds, reference)
         with Image.open(self.store.image_path(image_sha256)) as stored:
             same = stored.convert("RGB").tobytes() == image.convert("RGB").tobytes()
@@ -396,7 +504,13 @@ class Studio:
         return self.store.list_characters(owner=owner)
 
     def get_character(self, character_id: str, owner: str = "local") -> dict:
-        return self.store.get_character(character_id, owner=owner)
+        """The stored character; its sheet views say whether they condition selfies (`conditions`)."""
+        character = self.store.get_character(character_id, owner=owner)
+        if character["sheet"]:
+            kept, _ = refsheet.split(character["sheet"], self.likeness_policy[0])
+            used = {v["id"] for v in kept} if self.reference_sheet and self.profile.ip_adapter else set()
+            character["sheet"] = [v | {"conditions": v["id"] in used} for v in character["sheet"]]
+        return character
 
     def rename(self, character_id: str, name: str, owner: str = "local") -> dict:
         return self.store.rename_character(character_id, name, owner=owner)

@@ -122,10 +122,27 @@ def _m003_packs(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+def _m004_reference_sheet(db: sqlite_utils.Database) -> None:
+    # The reference sheet: views of one reference (frontal, three-quarter ...) rendered at lock time, each with its
+    # recipe and likeness against the reference; selfies of that reference are conditioned on them too.
+    for sql in [
+        """CREATE TABLE sheet_views (
+            id TEXT PRIMARY KEY, character_id TEXT NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            reference_id TEXT NOT NULL REFERENCES refs(id) ON DELETE CASCADE, view TEXT NOT NULL,
+            position INTEGER NOT NULL, image_sha256 TEXT NOT NULL REFERENCES images(sha256), seed INTEGER,
+            model_id TEXT, kind TEXT, recipe_json TEXT NOT NULL, likeness REAL, likeness_state TEXT,
+            likeness_instrument TEXT, created_at TEXT NOT NULL, UNIQUE (reference_id, view))""",
+        "CREATE INDEX sheet_views_character ON sheet_views(character_id)",
+        "CREATE INDEX sheet_views_image ON sheet_views(image_sha256)",
+    ]:
+        db.execute(sql)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_initial),
     (2, _m002_likeness_state),
     (3, _m003_packs),
+    (4, _m004_reference_sheet),
 ]
 
 
@@ -447,6 +464,7 @@ class Store:
             "SELECT sha256 FROM images i WHERE NOT EXISTS (SELECT 1 FROM candidates WHERE image_sha256 = i.sha256)"
             " AND NOT EXISTS (SELECT 1 FROM refs WHERE image_sha256 = i.sha256)"
             " AND NOT EXISTS (SELECT 1 FROM selfies WHERE image_sha256 = i.sha256)"
+            " AND NOT EXISTS (SELECT 1 FROM sheet_views WHERE image_sha256 = i.sha256)"
         )
         if shas is None:
             return [r[0] for r in db.execute(sql).fetchall()]
@@ -548,6 +566,12 @@ class Store:
         return {"id": r["id"], "character_id": r["character_id"], "candidate_id": r["candidate_id"],
                 **self._image_fields(r), "locked_at": r["locked_at"], "unlocked_at": r["unlocked_at"]}
 
+    def _sheet_dict(self, r: dict) -> dict:
+        return {"id": r["id"], "character_id": r["character_id"], "reference_id": r["reference_id"],
+                "view": r["view"], "position": r["position"], **self._image_fields(r), "likeness": r["likeness"],
+                "likeness_state": r["likeness_state"], "likeness_instrument": r["likeness_instrument"],
+                "created_at": r["created_at"]}
+
     def _selfie_dict(self, r: dict) -> dict:
         return {"id": r["id"], "character_id": r["character_id"], "reference_id": r["reference_id"],
                 **self._image_fields(r), "selfie": json.loads(r["selfie_json"]), "likeness": r["likeness"],
@@ -602,7 +626,7 @@ class Store:
         with self._lock:  # held across commit + unlink so no writer slips in between (see _staging)
             with self._tx() as db:
                 self._char_row(db, character_id, owner)
-                shas = sorted({r[0] for t in ("candidates", "refs", "selfies") for r in db.execute(
+                shas = sorted({r[0] for t in ("candidates", "refs", "selfies", "sheet_views") for r in db.execute(
                     f"SELECT image_sha256 FROM {t} WHERE character_id = ?", [character_id]).fetchall()})
                 blobs = [r[0] for r in db.execute(
                     "SELECT e.sha256 FROM reference_embeddings e JOIN refs r ON r.id = e.reference_id "
@@ -645,13 +669,16 @@ class Store:
                 [character_id])]
             packs = [self._pack_with_items(db, p) for p in db.query(
                 "SELECT * FROM packs WHERE character_id = ? ORDER BY created_at DESC, rowid DESC", [character_id])]
+            reference = next((r for r in refs if r["unlocked_at"] is None), None)
+            sheet = self.sheet_views(character_id, owner, reference["id"]) if reference else []
             out = self._summary(db, c)
         out.update(
-            reference=next((r for r in refs if r["unlocked_at"] is None), None),
+            reference=reference,
             references=refs,
             candidates=cands,
             selfies=selfies,
             packs=packs,
+            sheet=sheet,  # the active reference's; sheet_views() has those of earlier references too
         )
         return out
 
@@ -748,6 +775,45 @@ class Store:
             return None
         # A damaged cache entry reads as a miss: the caller recomputes instead of using garbage.
         return data if hashlib.sha256(data).hexdigest() == row[0] else None
+
+    # ------------------------------------------------------------ reference sheet
+
+    def add_sheet_view(self, character_id: str, reference_id: str, view: str, position: int, image: Image.Image,
+                       recipe: dict, likeness: float | None = None, owner: str = "local", *,
+                       likeness_state: str | None = None, likeness_instrument: str | None = None) -> dict:
+        """One view of the reference sheet of the character's active reference (file first, then the row)."""
+        recipe_json = _dumps(recipe)
+        if not isinstance(view, str) or not 0 < len(view) <= NAME_MAX:
+            raise ValueError(f"a sheet view name must be 1 to {NAME_MAX} characters of text")
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise ValueError("position must be a whole number >= 0")
+        if likeness_state is not None and likeness_state not in LIKENESS_STATES:
+            raise ValueError(f"unknown likeness state {likeness_state!r}")
+        png = encode_png(image, recipe_json)
+        with self._staging() as stage:
+            sha = stage("images", png)
+            with self._tx() as db:
+                self._char_row(db, character_id, owner)
+                if not db.execute("SELECT 1 FROM refs WHERE id = ? AND character_id = ? AND unlocked_at IS NULL",
+                                  [reference_id, character_id]).fetchone():
+                    raise StateError("the reference was unlocked while its sheet was being made")
+                self._insert_image(db, sha, png)
+                row = {"id": _new_id(), "character_id": character_id, "reference_id": reference_id, "view": view,
+                       "position": position, **self._image_columns(sha, recipe, recipe_json),
+                       "likeness": None if likeness is None else float(likeness), "likeness_state": likeness_state,
+                       "likeness_instrument": likeness_instrument, "created_at": _now()}
+                db["sheet_views"].insert(row)
+        return self._sheet_dict(row)
+
+    def sheet_views(self, character_id: str, owner: str = "local", reference_id: str | None = None) -> list[dict]:
+        """The sheet of one reference (or of every reference of the character), in sheet order."""
+        where, args = ("AND reference_id = ?", [reference_id]) if reference_id else ("", [])
+        with self._read() as db:
+            self._char_row(db, character_id, owner)
+            return [self._sheet_dict(r) for r in db.query(
+                f"SELECT * FROM sheet_views WHERE character_id = ? {where} "
+                "ORDER BY (SELECT locked_at FROM refs WHERE refs.id = reference_id), position, rowid",
+                [character_id, *args])]
 
     # ------------------------------------------------------------ selfies
 
@@ -879,8 +945,9 @@ class Store:
     # ------------------------------------------------------------ import (used by archive.py only)
 
     def _import_character(self, *, owner: str, name: str, spec: dict, images: dict[str, bytes],
-                          candidates: list[dict], references: list[dict], selfies: list[dict]) -> dict:
-        """Insert a whole validated character in ONE transaction with fresh ids (all or nothing).
+                          candidates: list[dict], references: list[dict], selfies: list[dict],
+                          sheet: list[dict] = ()) -> dict:
+        """Insert a whole validated character (sheets too) in ONE transaction with fresh ids (all or nothing).
         `images` maps sha256 -> PNG bytes; the other lists carry the archive's old ids and sha256s, already
         cross-checked by archive.import_character. Keeps original timestamps of history rows."""
         name = clean_name(name)
@@ -921,6 +988,11 @@ class Store:
                         row |= {"pack_id": pack["id"], "pack_slot": s["recipe"]["extra"]["pack"]["slot"]}
                         pack["filled"].add(row["pack_slot"])
                     db["selfies"].insert(row)
+                for v in sheet:
+                    db["sheet_views"].insert(image_row(
+                        v, reference_id=new_ids[v["reference_id"]], view=v["view"], position=v["position"],
+                        likeness=v.get("likeness"), created_at=v["created_at"],
+                        **_likeness_columns(v["recipe"], v.get("likeness"))))
                 for pack in packs.values():
                     if pack["filled"] == set(json.loads(pack["slots_json"])):
                         db.execute("UPDATE packs SET completed_at = ? WHERE id = ?", [now, pack["id"]])

@@ -65,6 +65,11 @@ def _likeness_line(studio: Studio) -> str:
     return f"likeness by the **{cfg.instrument}** instrument{retry}"
 
 
+def _sheet_view(character: dict | None) -> list[tuple[str, str]]:
+    """The reference sheet of the active reference: view, its likeness to the reference, whether it conditions."""
+    return [(v["path"], badge.sheet_caption(v)) for v in (character or {}).get("sheet", [])]
+
+
 def _pack_choices(character: dict) -> list[tuple[str, str]]:
     return [(f"{p['name']} ({len(p['items'])}/{len(p['slots'])})", p["id"]) for p in character.get("packs", [])]
 
@@ -162,6 +167,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
                                                        label="Locked character", elem_id="selfie-character")
                         reference_img = gr.Image(label="Reference portrait", interactive=False, height=200,
                                                  type="filepath")
+                        # views made at lock time (data/refsheet.yaml); selfies are conditioned on them too
+                        sheet_gallery = gr.Gallery(label="Reference sheet (score against the reference)", columns=4,
+                                                   height=150, object_fit="contain", elem_id="reference-sheet")
                         scene = gr.Dropdown(list(shots["scene"].choices), value=shots["scene"].default,
                                             label=shots["scene"].label)
                         scene_text = gr.Textbox(label="Scene details",
@@ -271,23 +279,26 @@ def build_demo(studio: Studio) -> gr.Blocks:
         candidates.select(on_pick, [candidate_ids], [selected], api_visibility="undocumented")
 
         @friendly
-        def on_lock(char_id, cand_id, token):
+        def on_lock(char_id, cand_id, token, progress=gr.Progress(track_tqdm=True)):
             owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Generate candidates first.")
             if not cand_id:
                 raise gr.Error("Click a candidate portrait in the gallery first, then lock it.")
-            ref = studio.lock(char_id, cand_id, owner=owner)
+            ref = studio.lock(char_id, cand_id, owner=owner, progress=_progress_cb(progress))
             character = studio.get_character(char_id, owner=owner)
+            used = sum(1 for v in character["sheet"] if v.get("conditions"))
+            sheet = (f" Reference sheet: {len(character['sheet'])} views, {used} of them condition selfies."
+                     if character["sheet"] else "")
             info = (f"Locked **{character['name']}**. Its reference never changes; open the Selfie studio to take "
-                    f"selfies.")
+                    f"selfies.{sheet}")
             return (info, gr.update(choices=_character_choices(studio, owner, True), value=char_id), ref["path"],
-                    gr.update(choices=_character_choices(studio, owner), value=char_id), gr.Tabs(selected="selfie"),
-                    *history_for(char_id, owner))
+                    _sheet_view(character), gr.update(choices=_character_choices(studio, owner), value=char_id),
+                    gr.Tabs(selected="selfie"), *history_for(char_id, owner))
 
         lock_btn.click(on_lock, [character_id, selected, owner_token],
-                       [design_info, selfie_character, reference_img, char_pick, tabs, history, history_cards],
-                       api_visibility="undocumented")
+                       [design_info, selfie_character, reference_img, sheet_gallery, char_pick, tabs, history,
+                        history_cards], api_visibility="undocumented")
 
         def on_new():
             return None, [], None, [], "Design a new character, then generate candidates."
@@ -317,13 +328,15 @@ def build_demo(studio: Studio) -> gr.Blocks:
         def on_selfie_character(char_id, token):
             owner = owner_from(token)
             if not char_id:
-                return None, [], "", *packs_for(None, owner)
-            ref = studio.get_character(char_id, owner=owner)["reference"]
-            return (ref["path"] if ref else None), *history_for(char_id, owner), *packs_for(char_id, owner)
+                return None, [], [], "", *packs_for(None, owner)
+            character = studio.get_character(char_id, owner=owner)
+            ref = character["reference"]
+            return ((ref["path"] if ref else None), _sheet_view(character), *history_for(char_id, owner),
+                    *packs_for(char_id, owner))
 
         selfie_character.change(on_selfie_character, [selfie_character, owner_token],
-                                [reference_img, history, history_cards, pack_pick, pack_grid, pack_cards],
-                                api_visibility="undocumented")
+                                [reference_img, sheet_gallery, history, history_cards, pack_pick, pack_grid,
+                                 pack_cards], api_visibility="undocumented")
 
         @friendly
         def on_selfie(char_id, scene_, scene_text_, expression_, framing_, outfit_, likeness_, count_, seed_,
@@ -406,16 +419,18 @@ def build_demo(studio: Studio) -> gr.Blocks:
             summary = {k: character[k] for k in ("id", "name", "status", "created_at", "spec")}
             summary["selfies"] = len(character["selfies"])
             summary["packs"] = [p["name"] for p in character["packs"]]
+            summary["sheet"] = {v["view"]: {"likeness": v["likeness"], "conditions": v.get("conditions")}
+                                for v in character["sheet"]}
             return (*design_values, character["name"], gallery, ids, char_id, summary,
                     gr.update(value=char_id if locked else None, choices=_character_choices(studio, owner, True)),
-                    character["reference"]["path"] if character["reference"] else None,
+                    character["reference"]["path"] if character["reference"] else None, _sheet_view(character),
                     *history_for(char_id, owner), *packs_for(char_id, owner),
                     gr.Tabs(selected="selfie" if locked else "design"))
 
         open_btn.click(on_open, [char_pick, owner_token],
                        [*design_inputs.values(), name, candidates, candidate_ids, character_id, char_info,
-                        selfie_character, reference_img, history, history_cards, pack_pick, pack_grid, pack_cards,
-                        tabs], api_visibility="undocumented")
+                        selfie_character, reference_img, sheet_gallery, history, history_cards, pack_pick, pack_grid,
+                        pack_cards, tabs], api_visibility="undocumented")
 
         @friendly
         def on_rename(char_id, new, token):
@@ -577,7 +592,7 @@ def add_api(studio: Studio) -> None:
 
     def lock(req: dict, owner: str):
         ref = studio.lock(_text(req, "character_id"), _text(req, "candidate_id"), owner=owner)
-        return _public(ref), _images([ref])
+        return _public(ref) | {"sheet": [_public(v) for v in ref["sheet"]]}, _images([ref, *ref["sheet"]])
 
     def selfie(req: dict, owner: str):
         made = studio.selfie(_text(req, "character_id"), _mapping(req, "selfie"), seed=req.get("seed"),
@@ -601,9 +616,9 @@ def add_api(studio: Studio) -> None:
 
     def get_character(req: dict, owner: str):
         c = studio.get_character(_text(req, "character_id"), owner=owner)
-        images = ([c["reference"]] if c["reference"] else []) + c["selfies"]
+        images = ([c["reference"]] if c["reference"] else []) + c["selfies"] + c["sheet"]
         body = {k: v for k, v in c.items()
-                if k not in ("candidates", "selfies", "reference", "references", "packs", "thumbnail")}
+                if k not in ("candidates", "selfies", "reference", "references", "packs", "thumbnail", "sheet")}
         body["reference"] = _public(c["reference"]) if c["reference"] else None
         body["selfies"] = [_public(s) for s in c["selfies"]]
         body["candidates"] = [_public(x) for x in c["candidates"]]
@@ -611,6 +626,7 @@ def add_api(studio: Studio) -> None:
         body["packs"] = [{**{k: v for k, v in p.items() if k != "items"},
                           "items": [{"slot": s["pack_slot"], "selfie_id": s["id"]} for s in p["items"]]}
                          for p in c["packs"]]
+        body["sheet"] = [_public(v) for v in c["sheet"]]
         return body, _images(images)
 
     def rename(req: dict, owner: str):
@@ -624,14 +640,18 @@ def add_api(studio: Studio) -> None:
              "Generate candidate portraits. Request: {spec: {hair_colour, ..., age, theme, theme_strength, extra}, "
              "seed (-1 random), n (1-4), name?, character_id? (a draft to redesign), advanced?: {sampler, steps, "
              "guidance, width, height, negative, upscale}}. Returns {character_id, candidates} and the images.")
-    endpoint("lock", lock, "Lock a candidate as the reference: {character_id, candidate_id}.")
+    endpoint("lock", lock, "Lock a candidate as the reference: {character_id, candidate_id}. Returns the reference "
+             "with its reference sheet (views rendered from it, each with its likeness score and whether it "
+             "conditions selfies); images: the reference, then the sheet views.")
     endpoint("selfie", selfie,
              "Selfies of a locked character: {character_id, selfie: {scene, scene_text, expression, framing, "
              "outfit, likeness}, seed, count (1-4), advanced?}. Returns the selfie records and images. Each record "
              "carries likeness (score 0-1 against the locked reference, or null), likeness_state (scored, "
              "unavailable, no_face, no_face_reference, error), likeness_instrument, attempts (renders it took to "
              "land in the profile's likeness band) and recipe.extra.likeness / recipe.extra.attempts (band, "
-             "position, every seed tried).")
+             "position, every seed tried; sheet_mean: mean score against the sheet views). "
+             "recipe.conditioning_sha256 lists the images it was conditioned on (the reference, then the sheet "
+             "views in the band); recipe.extra.sheet names the views used and left out.")
     endpoint("expression_pack", expression_pack,
              "Make an expression pack (neutral, happy, laughing, sad, surprised, angry, thinking) of a locked "
              "character: {character_id, name?, seed?, selfie?: {scene, framing, outfit, likeness}, advanced?}. "
@@ -640,7 +660,7 @@ def add_api(studio: Studio) -> None:
              "One pack with its selfie records: {character_id, pack_id}; images in slot order.")
     endpoint("list_characters", list_characters, "List characters (newest first): {}.")
     endpoint("get_character", get_character,
-             "One character with spec, reference, candidates and selfies: {character_id}. Images: reference "
-             "then selfies.")
+             "One character with spec, reference, candidates, selfies and the reference sheet (view, likeness, "
+             "conditions): {character_id}. Images: reference, then selfies, then sheet views.")
     endpoint("rename", rename, "Rename: {character_id, name}.")
     endpoint("delete", delete, "Delete a character and its images: {character_id}.")

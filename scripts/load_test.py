@@ -146,7 +146,7 @@ class User(threading.Thread):
         cand = rng.choice(res["candidates"])
         ref, imgs = self.call("lock", {"character_id": cid, "candidate_id": cand["id"]})
         self.check("lock", ref["image_sha256"] == cand["image_sha256"], "reference is not the chosen candidate")
-        self.check_images("lock", imgs, 1)
+        self.check_images("lock", imgs, 1 + len(ref.get("sheet") or []))  # the reference, then its sheet views
         selfie_ids = []
         for k in range(2):
             shot = {"scene": rng.choice(SCENES), "expression": rng.choice(EXPRESSIONS),
@@ -168,7 +168,7 @@ class User(threading.Thread):
                    "reference changed")
         self.check("get_character", sorted(s["id"] for s in character["selfies"]) == sorted(selfie_ids),
                    "selfies differ from those taken")
-        self.check_images("get_character", imgs, 3)
+        self.check_images("get_character", imgs, 3 + len(character.get("sheet") or []))
         self.made.append({"character_id": cid, "reference_sha256": ref["image_sha256"], "selfies": selfie_ids,
                           "candidates": [c["id"] for c in res["candidates"]]})
 

@@ -34,12 +34,18 @@ def test_design_lock_selfie_list_survives_restart(app_factory, tiny_config_path)
     assert "path" not in result["candidates"][0]  # server paths never leave the server
     cid = result["character_id"]
 
-    ref, _ = client.predict({"character_id": cid, "candidate_id": result["candidates"][0]["id"]}, api_name="/lock")
+    ref, ref_images = client.predict({"character_id": cid, "candidate_id": result["candidates"][0]["id"]},
+                                     api_name="/lock")
+    # the reference and its sheet views (ids, view names, scores; files come as images, paths stay on the server)
+    assert len(ref_images) == 1 + 4 and [v["view"] for v in ref["sheet"]][0] == "frontal"
+    assert all("path" not in v and v["likeness_state"] for v in ref["sheet"])
     selfies, selfie_images = client.predict(
         {"character_id": cid, "selfie": {"scene": "library", "expression": "surprised", "framing": "half body"},
          "seed": 5, "count": 1}, api_name="/selfie")
     assert len(selfies) == 1 and len(selfie_images) == 1
     assert selfies[0]["recipe"]["reference_sha256"] == ref["image_sha256"]
+    assert selfies[0]["recipe"]["conditioning_sha256"] == [ref["image_sha256"]] + [v["image_sha256"]
+                                                                                  for v in ref["sheet"]]
     listed, _ = client.predict({}, api_name="/list_characters")
     assert [(c["name"], c["status"], c["n_selfies"]) for c in listed] == [("Ada", "locked", 1)]
 
@@ -56,7 +62,8 @@ def test_design_lock_selfie_list_survives_restart(app_factory, tiny_config_path)
     character, imgs = again.predict({"character_id": cid}, api_name="/get_character")
     assert character["status"] == "locked" and character["reference"]["image_sha256"] == ref["image_sha256"]
     assert [s["id"] for s in character["selfies"]] == [selfies[0]["id"]]
-    assert len(imgs) == 2  # reference + the selfie
+    assert len(character["sheet"]) == 4 and {v["reference_id"] for v in character["sheet"]} == {ref["id"]}
+    assert len(imgs) == 2 + 4  # reference + the selfie + the reference sheet views
     # the restarted app keeps working on the same character
     more, _ = again.predict({"character_id": cid, "selfie": {"scene": "beach"}, "seed": 6}, api_name="/selfie")
     assert more[0]["reference_id"] == character["reference"]["id"]

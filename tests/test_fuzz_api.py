@@ -416,7 +416,8 @@ def test_raw_json_gradio_client_cannot_send(world, api, body):
 
 def test_after_the_fuzzing_the_victim_is_untouched_and_storage_is_consistent(world):
     again, images = world.victim.predict({"character_id": world.ids["victim_locked"]}, api_name="/get_character")
-    assert again == world.victim_snapshot and len(images) == 2 + 7  # reference, selfie, expression pack
+    # reference, selfie, expression pack, reference sheet
+    assert again == world.victim_snapshot and len(images) == 2 + 7 + len(again["sheet"]) and again["sheet"]
     assert [c["name"] for c in world.victim_view()] == ["Vic"]
     with closing(sqlite3.connect(f"file:{world.db}?mode=ro", uri=True)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

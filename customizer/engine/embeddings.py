@@ -17,3 +17,24 @@ def from_bytes(blob: bytes, device: str, dtype: torch.dtype) -> list[torch.Tenso
 def positive_half(embeds: list[torch.Tensor]) -> list[torch.Tensor]:
     """Cached embeds hold [negative, positive] for classifier-free guidance; without CFG only the positive."""
     return [t.chunk(2)[1] for t in embeds]
+
+
+def concat(blobs: list[bytes]) -> bytes:
+    """Several images' cached embeddings -> the embeddings of all of them on one IP-Adapter, as diffusers'
+    multi-image input: per adapter, [2*batch, n_images, ...] (negative half first), images along dim 1.
+
+    Why concatenate rather than average: for a list of images diffusers projects each one separately
+    (MultiIPAdapterImageProjection reshapes [batch, n, ...] -> [batch*n, ...] through ImageProjection or the
+    Resampler) and the decoupled cross-attention flattens them into n x tokens keys/values (IPAdapterAttnProcessor).
+    One softmax over all of them lets each query draw on the view that fits it (a turned head, a smile), and keeps
+    the output the size of one image's, so the IP-Adapter scale - the likeness slider - means the same. Averaging
+    CLIP embeddings would blend the poses into one vector that is none of them (and for the plus/face variants,
+    average patch tokens that do not line up). Each image is encoded alone, so the result is the same whether the
+    parts came from the cache or were computed again (reproduce)."""
+    if not blobs:
+        raise ValueError("no embeddings to combine")
+    parts = [load(b) for b in blobs]
+    n = len(parts[0])
+    if any(len(p) != n for p in parts):
+        raise ValueError("embeddings of different IP-Adapter setups cannot be combined")
+    return save({f"embeds_{i}": torch.cat([p[f"embeds_{i}"] for p in parts], dim=1).contiguous() for i in range(n)})

@@ -142,6 +142,10 @@ class Engine:
         with self._lock:
             return embeddings.to_bytes(self._encode([image.convert("RGB")]))
 
+    def combine_embeds(self, blobs: list[bytes]) -> bytes:
+        """Embeddings of several images (encode_reference each) as one multi-image input (embeddings.concat)."""
+        return embeddings.concat(blobs)
+
     def _encode(self, images: list[Image.Image]) -> list[torch.Tensor]:
         with torch.inference_mode():
             return self.pipe.prepare_ip_adapter_image_embeds(

@@ -51,6 +51,13 @@ def caption(item: dict, head: str | None = None) -> str:
     return " · ".join(parts)
 
 
+def sheet_caption(view: dict) -> str:
+    """Reference sheet gallery caption: 'three-quarter left · likeness 0.91 ▰▰▰▰▰▰▰▰▰▱ in band · conditions selfies'
+    (or '· left out': outside the band or no face, see customizer/refsheet.py)."""
+    role = "conditions selfies" if view.get("conditions") else "left out"
+    return " · ".join((str(view.get("view", "")), likeness_text(view), role))
+
+
 def summary(item: dict) -> str:
     """One line for the 'New:' message after a selfie."""
     seconds = ((item.get("recipe") or {}).get("extra") or {}).get("seconds", 0) or 0
