@@ -7,7 +7,8 @@ For N held-out characters (identity seeds with corpus.is_held_out True; their at
 the corpus gives that person, so deterministic) it drives customizer.service.Studio over a temporary Store, exactly
 as the UI does: design (candidates), lock the first candidate, then K selfies in several scenes / expressions /
 framings at the default likeness, once per variant with the same seeds:
-  plain          reference conditioning, one render per selfie (the profile without its likeness retries)
+  plain          the locked reference alone conditions each selfie, one render per selfie
+  sheet          + the reference sheet made at lock (views inside the likeness band condition too)
   retries        + automatic retries into the likeness band (the profile's, or --band / --max-attempts)
   no_ip_adapter  the IP-Adapter switched off (scale 0): the proof that the reference conditioning works
 The images are scored with the measuring instruments (customizer/training/instruments.py, trained on renderer
@@ -167,19 +168,20 @@ def consistency(instr, chars: list[dict[str, Any]], calibrated: float | None) ->
     refs = instr.embed([c["reference"] for c in chars])
     out: dict[str, Any] = {}
     for name in chars[0]["variants"]:
-        rows = [{**c, "v": [(im, shot) for im, shot, _, _ in c["variants"][name]]} for c in chars]
+        rows = [{**c, "v": [(im, shot) for im, shot, *_ in c["variants"][name]]} for c in chars]
         block = selfie_block(instr, refs, rows, calibrated, key="v")
         block.pop("_theme_pairs")
-        made = [(n, sec) for c in chars for _, _, n, sec in c["variants"][name]]
+        made = [(n, sec, k) for c in chars for _, _, n, sec, k in c["variants"][name]]
         out[name] = {
             "verification_accuracy": block["identity"]["verification_accuracy"],
             "same_mean": block["identity"]["same_mean"],
             "different_mean": block["identity"]["different_mean"],
             "attribute_consistency": block["selfie_attribute_accuracy"]["mean"],
             **{f"{k}_accuracy": block.get(f"{k}_accuracy") for k in SHOT_KEYS},
-            "attempts_per_selfie": _mean([n for n, _ in made]),
-            "max_attempts_used": max((n for n, _ in made), default=None),
-            "seconds_per_selfie": _mean([sec for _, sec in made]),
+            "attempts_per_selfie": _mean([n for n, _, _ in made]),
+            "max_attempts_used": max((n for n, _, _ in made), default=None),
+            "seconds_per_selfie": _mean([sec for _, sec, _ in made]),
+            "conditioning_images": _mean([k for _, _, k in made]),
             "identity": block["identity"],
             "selfie_attribute_accuracy": block["selfie_attribute_accuracy"],
         }
@@ -190,24 +192,30 @@ def consistency(instr, chars: list[dict[str, Any]], calibrated: float | None) ->
 
 def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None = None,
                      max_attempts: int | None = None) -> dict[str, Any]:
-    """The profiles of the eval variants (all share one engine): plain (no retries), retries (when a band and
-    more than one attempt are configured, or given), no_ip_adapter (when the profile has an IP-Adapter)."""
+    """The profiles of the eval variants (all share one engine), each adding one thing to the one before:
+    plain (the reference alone, one render), sheet (+ the reference sheet), retries (+ retries into the likeness
+    band), and no_ip_adapter (the IP-Adapter off). Variants the profile cannot have are left out."""
+    from . import refsheet
     from .config import LikenessConfig
 
-    plain = dataclasses.replace(profile, likeness=None)
-    out = {"plain": plain}
     lk = profile.likeness
     if band is not None or max_attempts is not None:
         lk = LikenessConfig(instrument=lk.instrument if lk else "identity", path=lk.path if lk else None,
                             band=band or (lk.band if lk else None),
                             max_attempts=max_attempts or (lk.max_attempts if lk else 1))
+    if lk is not None and lk.instrument == "identity":   # score with the instruments this eval measures with
+        lk = dataclasses.replace(lk, path=str(inst_dir))
+    no_sheet = {**profile.extra, refsheet.SWITCH: False}
+    out = {"plain": dataclasses.replace(profile, likeness=None, extra=no_sheet)}
+    if refsheet.enabled(profile):
+        # the band still picks the views that condition selfies; one render per selfie
+        one = dataclasses.replace(lk, max_attempts=1) if lk is not None else None
+        out["sheet"] = dataclasses.replace(profile, likeness=one)
     if lk is not None and lk.band is not None and lk.max_attempts > 1:
-        if lk.instrument == "identity":   # score with the instruments this eval measures with
-            lk = dataclasses.replace(lk, path=str(inst_dir))
         out["retries"] = dataclasses.replace(profile, likeness=lk)
     if profile.ip_adapter is not None:
-        # a profile whose likeness range is [0, 0]: IP-Adapter scale 0, no retries
-        out["no_ip_adapter"] = dataclasses.replace(plain, extra={**profile.extra, "ip_scale": [0.0, 0.0]})
+        # a profile whose likeness range is [0, 0]: IP-Adapter scale 0, no sheet, no retries
+        out["no_ip_adapter"] = dataclasses.replace(out["plain"], extra={**no_sheet, "ip_scale": [0.0, 0.0]})
     return out
 
 
@@ -217,7 +225,8 @@ def generate(studios: dict[str, Any], chars: list[dict[str, Any]], selfies_per: 
     Each selfie: (image, shot, attempts, seconds for the accepted selfie)."""
     from .service import SEED_MAX
 
-    first = next(iter(studios.values()))
+    # lock through the richest variant, so the reference sheet (if any) is made and scored
+    first = studios.get("retries") or studios.get("sheet") or studios["plain"]
     out = []
     for i, ch in enumerate(chars):
         s = ch["identity_seed"]
@@ -236,10 +245,14 @@ def generate(studios: dict[str, Any], chars: list[dict[str, Any]], selfies_per: 
                 seconds = time.perf_counter() - t
                 if name == "no_ip_adapter":
                     assert rec["recipe"]["ip_adapter_scale"] == 0.0
-                variants[name].append((_open(rec["path"]), shot, int(rec.get("attempts") or 1), seconds))
+                conditioning = rec["recipe"].get("conditioning_sha256") or []
+                if name in ("plain", "no_ip_adapter"):
+                    assert len(conditioning) <= 1, "the reference alone"
+                variants[name].append((_open(rec["path"]), shot, int(rec.get("attempts") or 1), seconds,
+                                       len(conditioning)))
         out.append({**ch, "character_id": cid, "portraits": [_open(c["path"]) for c in design["candidates"]],
                     "reference": _open(ref["path"]), "variants": variants, "shots": shots,
-                    "selfies": [(im, shot) for im, shot, _, _ in variants["plain"]]})
+                    "selfies": [(im, shot) for im, shot, *_ in variants["plain"]]})
         log(f"character {i + 1}/{len(chars)}: {len(design['candidates'])} portrait(s), {len(shots)} selfies x "
             f"{len(studios)} variants ({', '.join(studios)}) in {time.perf_counter() - t0:.1f}s")
     return out
@@ -332,8 +345,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
         "consistency": {
             "variants": variants,
             "retry_policy": retry_policy,
-            "not_built": {"reference_sheet": "multi-view reference sheet at lock time: not built yet",
-                          "character_lora": "per-character LoRA: not built yet"},
+            "not_built": {"character_lora": "per-character LoRA: not built yet"},
             "note": "retries keep the attempt the identity encoder scores best, and the same encoder measures "
                     "here: the retries variant's identity figures are optimistic by construction; its shot and "
                     "attribute figures are measured by the independent classifiers.",

@@ -127,10 +127,14 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     assert (out / "contact_sheet_no_ip_adapter.png").is_file()
     # consistency: the same seeds through each variant; a band no random-weight render reaches forces the retry
     variants = report["consistency"]["variants"]
-    assert list(variants) == ["plain", "retries", "no_ip_adapter"]
-    assert variants["plain"]["attempts_per_selfie"] == 1.0
+    assert list(variants) == ["plain", "sheet", "retries", "no_ip_adapter"]
+    assert variants["plain"]["attempts_per_selfie"] == variants["sheet"]["attempts_per_selfie"] == 1.0
     assert variants["retries"]["attempts_per_selfie"] == 2.0 and variants["retries"]["max_attempts_used"] == 2
     assert report["consistency"]["retry_policy"]["band"] == [0.0, 0.5]
+    # plain: the reference alone; the random encoder scores every sheet view ~1, above the band [0, 0.5], so the
+    # sheet variants leave every view out (a near copy adds nothing) and are conditioned on the reference alone too
+    assert variants["plain"]["conditioning_images"] <= 1.0
+    assert variants["sheet"]["conditioning_images"] == variants["retries"]["conditioning_images"] == 1.0
     for v in variants.values():
         assert 0 <= v["attribute_consistency"] <= 1 and v["seconds_per_selfie"] > 0
         assert isinstance(v["same_mean"], float) and isinstance(v["scene_accuracy"], float)
@@ -138,4 +142,4 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     assert report["identity"]["same_mean"] == variants["plain"]["same_mean"]
     assert report["identity_no_ip_adapter"]["same_mean"] == variants["no_ip_adapter"]["same_mean"]
     with Image.open(out / "contact_sheet_consistency.png") as sheet:
-        assert sheet.size == (2 + 3 * 130, 2 + 6 * 130)  # 2 characters x 3 variants
+        assert sheet.size == (2 + 3 * 130, 2 + 8 * 130)  # 2 characters x 4 variants
