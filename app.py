@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Character customizer: profile '{profile.name}', database {config.db_path}", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, css=CSS,
                 allowed_paths=[str(config.data_dir / "images")],
-                blocked_paths=[str(config.db_path), str(config.data_dir / "embeddings")])
+                blocked_paths=[str(config.db_path), str(config.data_dir / "embeddings"),
+                               str(config.data_dir / "loras")])
     return 0
 
 

@@ -1,8 +1,9 @@
 """Export a character as a zip, and import one back - treating every archive as hostile.
 
-Layout: character.json + images/<sha256>.png. Embedding caches are not exported: they are recomputed.
-character.json lists candidates, references, selfies and the reference sheets ("sheet", optional: archives from
-before the sheet have none).
+Layout: character.json + images/<sha256>.png + loras/<sha256>.safetensors (character LoRAs). Embedding caches are
+not exported: they are recomputed. character.json lists candidates, references, selfies (with `accepted_at`), the
+reference sheets ("sheet") and the character LoRAs with their training facts ("character_loras"); the last two are
+optional: older archives have none.
 Import checks everything before the Store sees it, then inserts the whole character in one transaction,
 so a refused or failed import leaves no rows behind.
 """
@@ -28,7 +29,12 @@ MAX_MEMBERS = 500
 MAX_MEMBER_BYTES = 20 * 1024 * 1024
 MAX_TOTAL_BYTES = 200 * 1024 * 1024
 MAX_IMAGE_SIDE = 8192  # generated images are at most ~2048 px; a tiny PNG can claim a huge canvas
+MAX_LORA_BYTES = 64 * 1024 * 1024  # a rank-8 SD1.5 character LoRA in fp16 is a few MB; the bundled one 0.34 MB
+MAX_LORA_HEADER = 4 * 1024 * 1024
 _IMAGE_NAME = re.compile(r"images/([0-9a-f]{64})\.png")
+_LORA_NAME = re.compile(r"loras/([0-9a-f]{64})\.safetensors")
+# safetensors dtype -> bytes per element (what save_lora_weights can write)
+_ST_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 _SHA = re.compile(r"[0-9a-f]{64}")
 MAX_DEPTH = 32  # nesting of character.json: exports are a few levels deep; deeper only serves to crash a parser
 SQL_INT = 2**63  # sqlite INTEGER range
@@ -49,10 +55,12 @@ def export_character(store: Store, character_id: str, owner: str = "local") -> b
         "status": ch["status"],
         "candidates": [image_meta(k, "created_at") for k in ch["candidates"]],
         "references": [image_meta(r, "candidate_id", "locked_at", "unlocked_at") for r in ch["references"]],
-        "selfies": [image_meta(s, "reference_id", "selfie", "likeness", "attempts", "created_at")
+        "selfies": [image_meta(s, "reference_id", "selfie", "likeness", "attempts", "accepted_at", "created_at")
                     for s in ch["selfies"]],
         "sheet": [image_meta(v, "reference_id", "view", "position", "likeness", "created_at")
                   for v in store.sheet_views(character_id, owner=owner)],
+        "character_loras": [{k: lo[k] for k in ("id", "reference_id", "sha256", "facts", "created_at")}
+                            for lo in ch["loras"]],
     }
     shas = sorted({r["image_sha256"] for k in ("candidates", "references", "selfies", "sheet") for r in manifest[k]})
     buf = io.BytesIO()
@@ -61,6 +69,8 @@ def export_character(store: Store, character_id: str, owner: str = "local") -> b
                     compress_type=zipfile.ZIP_DEFLATED)
         for sha in shas:  # PNGs are already compressed: store them as they are
             zf.write(store.image_path(sha), f"images/{sha}.png", compress_type=zipfile.ZIP_STORED)
+        for sha in sorted({lo["sha256"] for lo in manifest["character_loras"]}):
+            zf.write(store.lora_path(sha), f"loras/{sha}.safetensors", compress_type=zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
@@ -72,9 +82,13 @@ def _unsafe_name(name: str) -> bool:
             or ".." in parts or "\x00" in name)
 
 
+def _member_limit(name: str) -> int:
+    return MAX_LORA_BYTES if _LORA_NAME.fullmatch(name) else MAX_MEMBER_BYTES
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
     """Read at most the per-member / remaining-total limit: declared sizes can lie, the stream is what counts."""
-    limit = min(MAX_MEMBER_BYTES, budget)
+    limit = min(_member_limit(info.filename), budget)
     out = bytearray()
     with zf.open(info) as f:
         while chunk := f.read(min(1 << 20, limit + 1 - len(out))):
@@ -98,6 +112,42 @@ def _check_png(name: str, sha: str, data: bytes) -> None:
         raise
     except Exception as e:  # PIL raises many types (incl. DecompressionBombError) for hostile files
         raise ImportRefused(f"{name} is not a valid PNG image ({type(e).__name__})") from None
+
+
+def _check_lora(name: str, sha: str, data: bytes) -> None:
+    """A character LoRA file: its sha256, and a well-formed safetensors layout of UNet LoRA tensors (read without
+    loading anything: a hostile file must not reach torch before it has been looked at)."""
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ImportRefused(f"{name}: contents do not match the sha256 in its name")
+    bad = ImportRefused(f"{name} is not a character LoRA (safetensors of UNet LoRA weights)")
+    if len(data) < 8:
+        raise bad
+    size = int.from_bytes(data[:8], "little")
+    if not 2 <= size <= min(MAX_LORA_HEADER, len(data) - 8):
+        raise bad
+    try:
+        header = json.loads(data[8:8 + size].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise bad from None
+    if not isinstance(header, dict):
+        raise bad
+    body = len(data) - 8 - size
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    if not tensors:
+        raise bad
+    for key, t in tensors.items():
+        if not (key.startswith("unet.") and ".lora_" in key and isinstance(t, dict)):
+            raise bad
+        shape, offsets = t.get("shape"), t.get("data_offsets")
+        if (t.get("dtype") not in _ST_DTYPES or not isinstance(shape, list) or not isinstance(offsets, list)
+                or len(offsets) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                                for x in [*shape, *offsets])):
+            raise bad
+        count = 1
+        for x in shape:
+            count *= x
+        if not offsets[0] <= offsets[1] <= body or offsets[1] - offsets[0] != count * _ST_DTYPES[t["dtype"]]:
+            raise bad
 
 
 def _require(cond: bool, reason: str) -> None:
@@ -180,6 +230,7 @@ def _parse_manifest(raw: bytes) -> dict:
         "likeness": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
                                             and 0 <= v <= 1),  # NaN fails the comparison too
         "attempts": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v < SQL_INT,
+        "accepted_at": is_opt_time,
     })
     m.setdefault("sheet", [])
     sheet = _check_rows(m, "sheet", {
@@ -189,11 +240,24 @@ def _parse_manifest(raw: bytes) -> dict:
         "likeness": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1),
     })
     _require(len({(v["reference_id"], v["view"]) for v in sheet}) == len(sheet), "a sheet view repeats")
+    m.setdefault("character_loras", [])
+    loras = m["character_loras"]
+    _require(isinstance(loras, list), "'character_loras' must be a list")
+    for i, lo in enumerate(loras):
+        where = f"character_loras[{i}]"
+        _require(isinstance(lo, dict), f"{where} must be an object")
+        _require(isinstance(lo.get("id"), str), f"{where}.id missing")
+        _require(lo.get("reference_id") in ref_ids, f"{where}.reference_id is invalid")
+        _require(isinstance(lo.get("sha256"), str) and _SHA.fullmatch(lo["sha256"]) is not None,
+                 f"{where}.sha256 is not a sha256")
+        _require(isinstance(lo.get("facts"), dict), f"{where}.facts must be an object")
+        _require(_is_time(lo.get("created_at")), f"{where}.created_at is invalid")
     active = [r for r in refs if r.get("unlocked_at") is None]
     _require(len(active) <= 1, "more than one active reference")
     _require((m["status"] == "locked") == bool(active), "status does not match the references")
-    rows = cands + refs + selfies + sheet
-    _require(len({r["id"] for r in rows}) == len(rows), "ids repeat across candidates, references, selfies and sheet")
+    rows = cands + refs + selfies + sheet + loras
+    _require(len({r["id"] for r in rows}) == len(rows),
+             "ids repeat across candidates, references, selfies, sheet and character LoRAs")
     return m
 
 
@@ -230,12 +294,14 @@ def import_character(store: Store, data: bytes | str | Path, owner: str = "local
             if n in seen:
                 raise ImportRefused(f"duplicate file name in archive: {n[:100]!r}")
             seen.add(n)
-            if n not in ("character.json", "images/") and not _IMAGE_NAME.fullmatch(n):
+            if (n not in ("character.json", "images/", "loras/") and not _IMAGE_NAME.fullmatch(n)
+                    and not _LORA_NAME.fullmatch(n)):
                 raise ImportRefused(f"unexpected file in archive: {n[:100]!r}")
             if info.flag_bits & 0x1:
                 raise ImportRefused(f"{n} is encrypted")
-            if info.file_size > MAX_MEMBER_BYTES:
-                raise ImportRefused(f"{n} is too large ({info.file_size} bytes > {MAX_MEMBER_BYTES})")
+            limit = _member_limit(n)
+            if info.file_size > limit:
+                raise ImportRefused(f"{n} is too large ({info.file_size} bytes > {limit})")
         if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
             raise ImportRefused(f"archive expands to more than {MAX_TOTAL_BYTES} bytes")
         if "character.json" not in seen:
@@ -255,8 +321,12 @@ def import_character(store: Store, data: bytes | str | Path, owner: str = "local
             raise ImportRefused(f"damaged archive: {type(e).__name__}: {e}") from None
 
     m = _parse_manifest(contents.pop("character.json"))
-    images = {}
+    images, lora_files = {}, {}
     for member, blob in contents.items():
+        if (lora := _LORA_NAME.fullmatch(member)) is not None:
+            _check_lora(member, lora[1], blob)
+            lora_files[lora[1]] = blob
+            continue
         sha = _IMAGE_NAME.fullmatch(member)[1]  # type: ignore[index]
         _check_png(member, sha, blob)
         images[sha] = blob
@@ -265,6 +335,10 @@ def import_character(store: Store, data: bytes | str | Path, owner: str = "local
     missing = sorted(needed - images.keys())
     if missing:
         raise ImportRefused(f"images missing from the archive: {', '.join(s[:12] for s in missing)}")
+    lora_needed = {lo["sha256"] for lo in m["character_loras"]}
+    missing = sorted(lora_needed - lora_files.keys())
+    if missing:
+        raise ImportRefused(f"character LoRA files missing from the archive: {', '.join(s[:12] for s in missing)}")
     try:
         new_name = clean_name(name if name is not None else m["name"])
     except SpecError as e:
@@ -277,4 +351,5 @@ def import_character(store: Store, data: bytes | str | Path, owner: str = "local
     return store._import_character(
         owner=owner, name=new_name, spec=spec, images={s: images[s] for s in sorted(needed)},
         candidates=m["candidates"], references=m["references"], selfies=m["selfies"], sheet=m["sheet"],
+        loras=m["character_loras"], lora_files={s: lora_files[s] for s in sorted(lora_needed)},
     )

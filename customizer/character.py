@@ -209,10 +209,12 @@ class SelfieSpec:
     outfit: str | None = None  # None = keep the designed outfit
     likeness: float = 0.7      # 0 = free, 1 = stick to the reference (the engine maps it to IP-Adapter scale)
     extra: str = ""
+    character_lora: bool = True                   # use the character's trained LoRA when it has one
+    character_lora_strength: float | None = None  # its adapter weight 0-1; None = data/character_lora.yaml's
 
     @classmethod
     def from_dict(cls, d: dict) -> SelfieSpec:
-        return _from_dict(cls, d, cls(), {"likeness": _to_float})
+        return _from_dict(cls, d, cls(), {"likeness": _to_float, "character_lora_strength": _to_float})
 
     def validate(self) -> SelfieSpec:
         cat = selfie_catalogue()
@@ -223,8 +225,12 @@ class SelfieSpec:
         _choice("expression", self.expression, cat["expression"])
         _choice("framing", self.framing, cat["framing"])
         outfit = None if self.outfit in (None, "") else _choice("outfit", self.outfit, catalogue()["outfit"])
+        if not isinstance(self.character_lora, bool):
+            raise SpecError("character_lora", f"must be true or false, got {shown(self.character_lora)}")
+        strength = (None if self.character_lora_strength is None
+                    else _unit("character_lora_strength", self.character_lora_strength))
         return replace(self, scene_text=scene_text, outfit=outfit, likeness=_unit("likeness", self.likeness),
-                       extra=_text("extra", self.extra, MAX_EXTRA))
+                       extra=_text("extra", self.extra, MAX_EXTRA), character_lora_strength=strength)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -24,6 +24,8 @@ class Recipe:
     width: int
     height: int
     loras: dict[str, float] = field(default_factory=dict)   # adapter name -> weight, active ones only
+    # sha256 of the character LoRA file among `loras` (its adapter is charlora.adapter_name of it); None: none used
+    character_lora_sha256: str | None = None
     ip_adapter_scale: float = 0.0                           # 0 for portraits
     reference_sha256: str | None = None                     # reference image the selfie is conditioned on
     # every image whose IP-Adapter embeddings condition the render, in order (the reference, then the reference

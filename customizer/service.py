@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from . import archive, refsheet
+from . import archive, charlora, refsheet
+from .availability import downloads_allowed
 from .character import CharacterSpec, SelfieSpec
 from .config import AppConfig, Profile
 from .errors import SpecError, StateError, shown
@@ -23,6 +24,7 @@ from .gpu import gpu
 from .likeness.band import Band
 from .likeness.result import Likeness
 from .likeness.retry import Attempt, attempt_seeds, best_of
+from .lora_jobs import LoraJobs
 from .packs import DEFAULT_KIND, pack_kind
 from .prompts import portrait_prompt, selfie_prompt
 from .recipe import Recipe
@@ -96,6 +98,8 @@ class Studio:
         self._scorer = None
         self._scorer_lock = threading.Lock()
         self.reference_sheet = refsheet.enabled(profile)  # a bad switch value stops the app at start
+        self.lora_settings = charlora.settings(profile)   # so does a bad character_lora override
+        self.lora_jobs = LoraJobs(self.lora_settings["parallel"], self.lora_settings["timeout_minutes"] * 60)
 
     # ---- engine --------------------------------------------------------------------------------------------
     @property
@@ -147,13 +151,15 @@ class Studio:
     # ---- recipes -------------------------------------------------------------------------------------------
     def _recipe(self, kind: str, prompt, seed: int, settings: Settings, loras: dict[str, float],
                 ip_scale: float = 0.0, reference_sha: str | None = None, controlnet: dict | None = None,
-                extra: dict | None = None, conditioning: list[str] | None = None) -> Recipe:
+                extra: dict | None = None, conditioning: list[str] | None = None,
+                character_lora: str | None = None) -> Recipe:
         engine = self.engine
         return Recipe(
             kind=kind, profile=self.profile.name, model_id=self.profile.base_model,
             model_revision=engine.weights["base"], prompt=prompt.positive, negative_prompt=prompt.negative,
             seed=seed, scheduler=settings.sampler, steps=settings.steps, guidance=settings.guidance,
-            width=settings.width, height=settings.height, loras=loras, ip_adapter_scale=ip_scale,
+            width=settings.width, height=settings.height, loras=loras, character_lora_sha256=character_lora,
+            ip_adapter_scale=ip_scale,
             reference_sha256=reference_sha, conditioning_sha256=conditioning, controlnet=controlnet,
             upscale=(self.profile.upscaler or "lanczos2x") if settings.upscale else None,
             device=engine.device, dtype=str(engine.dtype).replace("torch.", ""), versions=dict(engine.versions),
@@ -162,7 +168,8 @@ class Studio:
 
     @gpu(duration=120)
     def _render(self, recipe: Recipe, embeds: bytes | None = None, reference: Image.Image | None = None):
-        return self.engine.render(recipe, reference_embeds=embeds, reference_image=reference)
+        lora = self.store.lora_path(recipe.character_lora_sha256) if recipe.character_lora_sha256 else None
+        return self.engine.render(recipe, reference_embeds=embeds, reference_image=reference, character_lora=lora)
 
     def _render_series(self, kind: str, count: int, progress: Progress, recipe_for: Callable[[int], Recipe],
                        save: Callable[[Image.Image, dict], dict], embeds: bytes | None = None,
@@ -389,17 +396,25 @@ class Studio:
         also = self._sheet_likeness(reference, cond.views) if cond and cond.views else None
         band = self.likeness_policy[0]
         sheet_facts = {"sheet": cond.facts(band)} if cond and not sheet_view else {}
+        lora = None if sheet_view else self.current_lora(reference, owner)  # views are what a LoRA learns from
 
         def shoot(shot: SelfieSpec, seed: int, report: Callable[[str], None], extra: dict, pose: str | None = None):
             prompt = selfie_prompt(spec, shot, triggers, settings.negative)
             controlnet = ({"model": cn.model, "control": cn.control, "preset": pose or shot.framing,
                            "scale": cn.scale} if cn else None)
             ip_scale = self.likeness_to_scale(shot.likeness) if cond else 0.0
-            facts = {"spec": spec.to_dict(), "selfie": shot.to_dict(), **sheet_facts, **extra}
+            strength = self.lora_settings["strength"] if shot.character_lora_strength is None \
+                else shot.character_lora_strength
+            use = lora if lora is not None and shot.character_lora and strength > 0 else None
+            adapters = {**loras, charlora.adapter_name(use["sha256"]): round(float(strength), 4)} if use else loras
+            lora_facts = {"character_lora": {"id": use["id"], "strength": round(float(strength), 4),
+                                             "images": len(use["facts"].get("images", []))}} if use else {}
+            facts = {"spec": spec.to_dict(), "selfie": shot.to_dict(), **sheet_facts, **lora_facts, **extra}
             return self._take(
-                lambda s: self._recipe("sheet" if sheet_view else "selfie", prompt, s, settings, loras,
+                lambda s: self._recipe("sheet" if sheet_view else "selfie", prompt, s, settings, adapters,
                                        ip_scale=ip_scale, reference_sha=reference["image_sha256"],
-                                       controlnet=controlnet, extra=facts, conditioning=cond.shas if cond else None),
+                                       controlnet=controlnet, extra=facts, conditioning=cond.shas if cond else None,
+                                       character_lora=use["sha256"] if use else None),
                 seed, judge, cond.embeds if cond else None, ref_image, report, also=also,
                 max_attempts=1 if sheet_view else None)
 
@@ -479,6 +494,89 @@ class Studio:
 
         return measure
 
+    # ---- character LoRA ------------------------------------------------------------------------------------------
+    def accept_selfie(self, selfie_id: str, accepted: bool = True, owner: str = "local") -> dict[str, Any]:
+        """Mark a selfie accepted: "this is my character". Accepted selfies join the character LoRA's training."""
+        return self.store.set_selfie_accepted(selfie_id, accepted, owner=owner)
+
+    def lora_training_set(self, character_id: str, owner: str = "local") -> tuple[dict, list[dict]]:
+        """(the active reference, what a character LoRA trains on): the reference, its sheet views that condition
+        selfies (those outside the likeness band drifted or only copy it), and the accepted selfies of this
+        reference, oldest first; each carries its own recipe. StateError when the character is not locked."""
+        reference, _ = self._locked(character_id, owner)
+        views = self.store.sheet_views(character_id, owner, reference["id"]) \
+            if self.reference_sheet and self.profile.ip_adapter else []
+        kept, _ = refsheet.split(views, self.likeness_policy[0])
+        selfies = [s for s in reversed(self.store.get_character(character_id, owner=owner)["selfies"])
+                   if s["accepted"] and s["reference_id"] == reference["id"]]
+        items, seen = [], set()
+        for item in [reference, *kept, *selfies]:
+            if item["image_sha256"] not in seen:  # the same picture twice would only weigh it double
+                seen.add(item["image_sha256"])
+                items.append(item)
+        return reference, items
+
+    def current_lora(self, reference: dict, owner: str = "local") -> dict | None:
+        """The newest character LoRA trained on this reference (None: none yet)."""
+        loras = self.store.character_loras(reference["character_id"], owner, reference["id"])
+        return loras[0] if loras else None
+
+    def character_lora(self, character_id: str, owner: str = "local") -> dict[str, Any]:
+        """What the Selfie studio shows: the LoRA selfies use now, the newest job, and the training set's size."""
+        reference = self.store.active_reference(character_id, owner=owner)
+        images = len(self.lora_training_set(character_id, owner)[1]) if reference else 0
+        return {"lora": self.current_lora(reference, owner) if reference else None, "training_images": images,
+                "job": self.lora_jobs.latest_for(character_id, owner)}
+
+    def start_character_lora(self, character_id: str, owner: str = "local", seed: Any = None) -> str:
+        """Start training a character LoRA in the background (one job per character); returns the job id. The
+        job trains on lora_training_set with each image's own prompt and IP-Adapter scale and the character's
+        selfie conditioning; when done, the file is stored with the training facts, for this owner only."""
+        if self.profile.family != "sd15":
+            raise StateError(f"character LoRA training needs an sd15-family model; profile '{self.profile.name}' "
+                             f"is {self.profile.family}")
+        reference, items = self.lora_training_set(character_id, owner)
+        s = self.lora_settings
+        seed = s["seed"] if seed is None or seed == "" else resolve_seed(seed)
+        cond = self._conditioning(reference, owner) if self.profile.ip_adapter else None
+        files, images = {}, []
+        for i, item in enumerate(items):
+            r, name = item["recipe"], f"image_{i}.png"
+            with open(self.store.image_path(item["image_sha256"]), "rb") as f:
+                files[name] = f.read()
+            images.append({"file": name, "sha256": item["image_sha256"], "kind": r.get("kind"),
+                           "prompt": r["prompt"], "negative_prompt": r["negative_prompt"],
+                           "ip_scale": float(r.get("ip_adapter_scale") or 0.0)})
+        if cond is not None:
+            files["conditioning.bin"] = cond.embeds
+        ipa = self.profile.ip_adapter
+        training = {k: s[k] for k in charlora.TRAINING}
+        job = {"model": {"family": self.profile.family, "base_model": self.profile.base_model,
+                         "device": self.profile.device, "local_only": not downloads_allowed(self.profile),
+                         "ip_adapter": {"path": ipa.path, "subfolder": ipa.subfolder, "weight_name": ipa.weight_name}
+                         if ipa else None},
+               "settings": training, "seed": seed, "width": self.profile.width, "height": self.profile.height,
+               "images": images}
+        base_facts = {"images": [i["sha256"] for i in images], "kinds": [i["kind"] for i in images],
+                      "conditioning_sha256": cond.shas if cond else None, "seed": seed, "steps": training["steps"],
+                      "rank": training["rank"], "lr": training["lr"], "settings": training,
+                      "profile": self.profile.name, "model_revision": self.engine.weights["base"]}
+
+        def finish(job_: Any, data: bytes, facts: dict) -> dict:
+            row = self.store.add_character_lora(character_id, reference["id"], data, base_facts | facts, owner=owner)
+            return {k: v for k, v in row.items() if k != "path"}
+
+        return self.lora_jobs.submit(character_id, owner, job, files, finish).id
+
+    def character_lora_status(self, job_id: str, owner: str = "local") -> dict[str, Any]:
+        return self.lora_jobs.status(job_id, owner)
+
+    def cancel_character_lora(self, job_id: str, owner: str = "local") -> dict[str, Any]:
+        return self.lora_jobs.cancel(job_id, owner)
+
+    def wait_character_lora(self, job_id: str, owner: str = "local", timeout: float | None = None) -> dict[str, Any]:
+        return self.lora_jobs.wait(job_id, owner, timeout)
+
     # ---- reproduce -----------------------------------------------------------------------------------------
     def reproduce(self, image_sha256: str) -> tuple[Image.Image, bool]:
         """Regenerate a stored image from the recipe in its PNG; True when pixels are identical."""
@@ -516,6 +614,7 @@ class Studio:
         return self.store.rename_character(character_id, name, owner=owner)
 
     def delete(self, character_id: str, owner: str = "local") -> None:
+        self.lora_jobs.cancel_character(character_id, owner)  # a training of a deleted character has no home
         self.store.delete_character(character_id, owner=owner)
 
     def export(self, character_id: str, owner: str = "local") -> bytes:

@@ -39,7 +39,7 @@ import sqlite_utils
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from .errors import NotFound, SpecError, StateError, StorageError
+from .errors import NotFound, SpecError, StateError, StorageError, shown
 from .likeness.result import STATES as LIKENESS_STATES
 
 RECIPE_CHUNK = "customizer_recipe"
@@ -48,9 +48,12 @@ NAME_MAX = 80
 PACK_SLOTS_MAX = 32
 _SHA_RE = re.compile(r"[0-9a-fA-F]{64}")
 # gc() only deletes names this module creates; anything else in the folders is left for a human.
-_FILE_RE = re.compile(r"(?P<sha>[0-9a-f]{64})\.(png|bin)")
+_FILE_RE = re.compile(r"(?P<sha>[0-9a-f]{64})\.(png|bin|safetensors)")
 _TMP_RE = re.compile(r"\.(?P<sha>[0-9a-f]{64})\.[0-9a-f]{32}\.tmp")
-_EXT = {"images": "png", "embeddings": "bin"}
+_EXT = {"images": "png", "embeddings": "bin", "loras": "safetensors"}
+_TABLE = {"images": "images", "embeddings": "reference_embeddings", "loras": "character_loras"}  # rows of a file kind
+_SAVING = {"images": "save the image", "embeddings": "save the reference embedding",
+           "loras": "save the character LoRA"}
 log = logging.getLogger(__name__)
 
 
@@ -138,11 +141,34 @@ def _m004_reference_sheet(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+def _m005_accepted_selfies(db: sqlite_utils.Database) -> None:
+    # A selfie the user accepted as the character (the character LoRA trains on them); NULL: not accepted.
+    db.execute("ALTER TABLE selfies ADD COLUMN accepted_at TEXT")
+
+
+def _m006_character_loras(db: sqlite_utils.Database) -> None:
+    # Character LoRAs: peft weights trained on one reference's images (customizer/engine/character_lora.py), stored
+    # content-addressed like images (loras/<sha[:2]>/<sha>.safetensors) with their training facts. Several per
+    # character over time: a selfie's recipe names the one it used, so older ones stay for reproduction.
+    for sql in [
+        """CREATE TABLE character_loras (
+            id TEXT PRIMARY KEY, character_id TEXT NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            reference_id TEXT NOT NULL REFERENCES refs(id) ON DELETE CASCADE,
+            sha256 TEXT NOT NULL CHECK (length(sha256) = 64), path TEXT NOT NULL, bytes INTEGER NOT NULL,
+            facts_json TEXT NOT NULL, created_at TEXT NOT NULL)""",
+        "CREATE INDEX character_loras_character ON character_loras(character_id, created_at)",
+        "CREATE INDEX character_loras_sha ON character_loras(sha256)",
+    ]:
+        db.execute(sql)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _m001_initial),
     (2, _m002_likeness_state),
     (3, _m003_packs),
     (4, _m004_reference_sheet),
+    (5, _m005_accepted_selfies),
+    (6, _m006_character_loras),
 ]
 
 
@@ -426,7 +452,7 @@ class Store:
             with self._lock:
                 self._pending[(kind, sha)] += 1
             staged.append((kind, sha))
-            with _storage_errors("save the image" if kind == "images" else "save the reference embedding"):
+            with _storage_errors(_SAVING[kind]):
                 self._write_atomic(self._abs(kind, sha), data)
             return sha
 
@@ -445,7 +471,7 @@ class Store:
                         self._remove_if_orphan(kind, sha)
 
     def _referenced(self, kind: str, sha: str) -> bool:
-        table = "images" if kind == "images" else "reference_embeddings"
+        table = _TABLE[kind]
         return self.db.execute(f"SELECT 1 FROM {table} WHERE sha256 = ? LIMIT 1", [sha]).fetchone() is not None
 
     def _remove_if_orphan(self, kind: str, sha: str) -> bool:
@@ -507,6 +533,8 @@ class Store:
             rows = [("images", r[0], r[1]) for r in db.execute("SELECT sha256, path FROM images").fetchall()]
             rows += [("embeddings", r[0], r[1])
                      for r in db.execute("SELECT DISTINCT sha256, path FROM reference_embeddings").fetchall()]
+            rows += [("loras", r[0], r[1])
+                     for r in db.execute("SELECT DISTINCT sha256, path FROM character_loras").fetchall()]
             unreferenced = self._unreferenced_images(db)
             files = {f.relative_to(self.data_dir).as_posix() for _, f in self._scan_files()}
         row_paths = {p for _, _, p in rows}
@@ -577,7 +605,13 @@ class Store:
                 **self._image_fields(r), "selfie": json.loads(r["selfie_json"]), "likeness": r["likeness"],
                 "likeness_state": r.get("likeness_state"), "likeness_instrument": r.get("likeness_instrument"),
                 "attempts": r["attempts"], "pack_id": r.get("pack_id"), "pack_slot": r.get("pack_slot"),
+                "accepted": r.get("accepted_at") is not None, "accepted_at": r.get("accepted_at"),
                 "created_at": r["created_at"]}
+
+    def _lora_dict(self, r: dict) -> dict:
+        return {"id": r["id"], "character_id": r["character_id"], "reference_id": r["reference_id"],
+                "sha256": r["sha256"], "path": str(self.lora_path(r["sha256"])), "bytes": r["bytes"],
+                "facts": json.loads(r["facts_json"]), "created_at": r["created_at"]}
 
     @staticmethod
     def _image_columns(sha: str, recipe: dict, recipe_json: str) -> dict:
@@ -631,6 +665,8 @@ class Store:
                 blobs = [r[0] for r in db.execute(
                     "SELECT e.sha256 FROM reference_embeddings e JOIN refs r ON r.id = e.reference_id "
                     "WHERE r.character_id = ?", [character_id]).fetchall()]
+                loras = [r[0] for r in db.execute("SELECT sha256 FROM character_loras WHERE character_id = ?",
+                                                  [character_id]).fetchall()]
                 db.execute("DELETE FROM characters WHERE id = ?", [character_id])  # cascades to children
                 dead = self._unreferenced_images(db, shas)
                 for sha in dead:
@@ -639,6 +675,8 @@ class Store:
                 self._remove_if_orphan("images", sha)
             for sha in blobs:
                 self._remove_if_orphan("embeddings", sha)
+            for sha in set(loras):
+                self._remove_if_orphan("loras", sha)
 
     def prune_empty_drafts(self) -> int:
         """Delete drafts with no candidate and no reference: only left behind when the process died between
@@ -671,6 +709,7 @@ class Store:
                 "SELECT * FROM packs WHERE character_id = ? ORDER BY created_at DESC, rowid DESC", [character_id])]
             reference = next((r for r in refs if r["unlocked_at"] is None), None)
             sheet = self.sheet_views(character_id, owner, reference["id"]) if reference else []
+            loras = self.character_loras(character_id, owner)
             out = self._summary(db, c)
         out.update(
             reference=reference,
@@ -679,6 +718,7 @@ class Store:
             selfies=selfies,
             packs=packs,
             sheet=sheet,  # the active reference's; sheet_views() has those of earlier references too
+            loras=loras,  # character LoRAs of every reference, newest first
         )
         return out
 
@@ -854,6 +894,21 @@ class Store:
                 db["selfies"].insert(row)
         return self._selfie_dict(row)
 
+    def set_selfie_accepted(self, selfie_id: str, accepted: bool, owner: str = "local") -> dict:
+        """Mark a selfie accepted (the character LoRA trains on it) or not; returns the selfie."""
+        if not isinstance(accepted, bool):
+            raise SpecError("accepted", f"must be true or false, got {shown(accepted)}")
+        with self._tx() as db:
+            rows = list(db.query("SELECT s.* FROM selfies s JOIN characters c ON c.id = s.character_id "
+                                 "WHERE s.id = ? AND c.owner = ?", [selfie_id, owner]))
+            if not rows:
+                raise NotFound(f"selfie {str(selfie_id)[:64]} not found")
+            row = rows[0]
+            if accepted != (row.get("accepted_at") is not None):  # keep the first acceptance time
+                row["accepted_at"] = _now() if accepted else None
+                db.execute("UPDATE selfies SET accepted_at = ? WHERE id = ?", [row["accepted_at"], selfie_id])
+        return self._selfie_dict(row)
+
     def get_selfie(self, selfie_id: str, owner: str = "local") -> dict:
         with self._read() as db:
             rows = list(db.query(
@@ -862,6 +917,39 @@ class Store:
         if not rows:
             raise NotFound(f"selfie {str(selfie_id)[:64]} not found")
         return self._selfie_dict(rows[0])
+
+    # ------------------------------------------------------------ character LoRAs
+
+    def lora_path(self, sha256: str) -> Path:
+        return self._abs("loras", sha256)
+
+    def add_character_lora(self, character_id: str, reference_id: str, data: bytes, facts: dict,
+                           owner: str = "local") -> dict:
+        """A trained character LoRA (safetensors bytes) for one reference of the character: file first, then the
+        row. The reference may have been unlocked meanwhile (the LoRA stays with it), not deleted."""
+        facts_json = _dumps(_check_spec(facts, "facts"))
+        data = bytes(data)
+        with self._staging() as stage:
+            sha = stage("loras", data)
+            with self._tx() as db:
+                self._char_row(db, character_id, owner)
+                if not db.execute("SELECT 1 FROM refs WHERE id = ? AND character_id = ?",
+                                  [reference_id, character_id]).fetchone():
+                    raise NotFound(f"reference {str(reference_id)[:64]} not found for this character")
+                row = {"id": _new_id(), "character_id": character_id, "reference_id": reference_id, "sha256": sha,
+                       "path": self._rel("loras", sha), "bytes": len(data), "facts_json": facts_json,
+                       "created_at": _now()}
+                db["character_loras"].insert(row)
+        return self._lora_dict(row)
+
+    def character_loras(self, character_id: str, owner: str = "local", reference_id: str | None = None) -> list[dict]:
+        """The character's LoRAs (of one reference, or all), newest first."""
+        where, args = ("AND reference_id = ?", [reference_id]) if reference_id else ("", [])
+        with self._read() as db:
+            self._char_row(db, character_id, owner)
+            return [self._lora_dict(r) for r in db.query(
+                f"SELECT * FROM character_loras WHERE character_id = ? {where} ORDER BY created_at DESC, rowid DESC",
+                [character_id, *args])]
 
     # ------------------------------------------------------------ packs
 
@@ -946,10 +1034,12 @@ class Store:
 
     def _import_character(self, *, owner: str, name: str, spec: dict, images: dict[str, bytes],
                           candidates: list[dict], references: list[dict], selfies: list[dict],
-                          sheet: list[dict] = ()) -> dict:
-        """Insert a whole validated character (sheets too) in ONE transaction with fresh ids (all or nothing).
-        `images` maps sha256 -> PNG bytes; the other lists carry the archive's old ids and sha256s, already
-        cross-checked by archive.import_character. Keeps original timestamps of history rows."""
+                          sheet: list[dict] = (), loras: list[dict] = (), lora_files: dict[str, bytes] | None = None
+                          ) -> dict:
+        """Insert a whole validated character (sheets and character LoRAs too) in ONE transaction with fresh ids
+        (all or nothing). `images` maps sha256 -> PNG bytes, `lora_files` sha256 -> safetensors bytes; the lists
+        carry the archive's old ids and sha256s, already cross-checked by archive.import_character. Keeps original
+        timestamps of history rows."""
         name = clean_name(name)
         spec_json = _dumps(_check_spec(spec))
         now = _now()
@@ -959,6 +1049,9 @@ class Store:
             for sha, data in images.items():
                 if stage("images", data) != sha:  # never trust a name for a content address
                     raise ValueError(f"image bytes do not match sha256 {sha}")
+            for sha, data in (lora_files or {}).items():
+                if stage("loras", data) != sha:
+                    raise ValueError(f"LoRA bytes do not match sha256 {sha}")
             with self._tx() as db:
                 active = any(r.get("unlocked_at") is None for r in references)
                 db["characters"].insert({"id": cid, "owner": owner, "name": name, "spec_json": spec_json,
@@ -982,7 +1075,8 @@ class Store:
                 for s in selfies:
                     row = image_row(s, reference_id=new_ids[s["reference_id"]], selfie_json=_dumps(s["selfie"]),
                                     likeness=s.get("likeness"), attempts=s.get("attempts", 1),
-                                    created_at=s["created_at"], **_likeness_columns(s["recipe"], s.get("likeness")))
+                                    created_at=s["created_at"], accepted_at=s.get("accepted_at"),
+                                    **_likeness_columns(s["recipe"], s.get("likeness")))
                     pack = self._imported_pack(db, packs, s["recipe"], cid, row["reference_id"], s["created_at"])
                     if pack is not None:
                         row |= {"pack_id": pack["id"], "pack_slot": s["recipe"]["extra"]["pack"]["slot"]}
@@ -993,6 +1087,12 @@ class Store:
                         v, reference_id=new_ids[v["reference_id"]], view=v["view"], position=v["position"],
                         likeness=v.get("likeness"), created_at=v["created_at"],
                         **_likeness_columns(v["recipe"], v.get("likeness"))))
+                for lo in loras:
+                    db["character_loras"].insert({
+                        "id": _new_id(), "character_id": cid, "reference_id": new_ids[lo["reference_id"]],
+                        "sha256": lo["sha256"], "path": self._rel("loras", lo["sha256"]),
+                        "bytes": len(lora_files[lo["sha256"]]), "facts_json": _dumps(lo["facts"]),
+                        "created_at": lo["created_at"]})
                 for pack in packs.values():
                     if pack["filled"] == set(json.loads(pack["slots_json"])):
                         db.execute("UPDATE packs SET completed_at = ? WHERE id = ?", [now, pack["id"]])

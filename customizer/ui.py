@@ -13,8 +13,9 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from . import lora_view
 from .character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue, selfie_catalogue
-from .errors import CustomizerError, SpecError
+from .errors import CustomizerError, SpecError, shown
 from .likeness import badge
 from .owners import browser_secret, new_token, owner_from
 from .packs import pack_kind
@@ -26,7 +27,8 @@ KEEP_OUTFIT = "(keep designed outfit)"
 CSS = """
 #likeness-note {font-size: 0.9em; opacity: 0.8}
 .status-line {font-size: 0.9em}
-""" + badge.CSS
+""" + badge.CSS + lora_view.CSS
+LORA_POLL_S = 1.0  # how often the Selfie studio asks a training job how far it is
 
 
 def friendly(fn: Callable) -> Callable:
@@ -51,8 +53,12 @@ def _progress_cb(progress: gr.Progress) -> Callable[[float, str], None]:
 
 
 def _caption(item: dict) -> str:
-    """seed, and for selfies the likeness bar and attempts (customizer/likeness/badge.py)."""
-    return badge.caption(item)
+    """seed, and for selfies the likeness bar and attempts (customizer/likeness/badge.py); accepted selfies say so."""
+    return badge.caption(item) + (" · ✓ accepted" if item.get("accepted") else "")
+
+
+def _accept_label(selfie: dict | None) -> str:
+    return "Un-accept selected selfie" if selfie and selfie.get("accepted") else "Accept selected selfie"
 
 
 def _likeness_line(studio: Studio) -> str:
@@ -182,6 +188,21 @@ def build_demo(studio: Studio) -> gr.Blocks:
                                              label="Outfit")
                         likeness = gr.Slider(0, 1, value=0.7, step=0.05, label="Likeness vs freedom",
                                              info="1 = stick to the reference, 0 = follow the prompt freely")
+                        with gr.Accordion("Character LoRA", open=True):
+                            # a LoRA trained on the reference, its sheet and the accepted selfies locks the look
+                            # harder; trained in the background (customizer/lora_jobs.py), polled by a timer
+                            lora_info = gr.Markdown("", elem_id="lora-info")
+                            lora_progress = gr.HTML("", elem_id="lora-progress")
+                            with gr.Row():
+                                train_btn = gr.Button("Train character LoRA", elem_id="train-lora")
+                                cancel_btn = gr.Button("Cancel training", variant="stop", elem_id="cancel-lora")
+                            with gr.Row():
+                                use_lora = gr.Checkbox(True, label="Use character LoRA", elem_id="use-lora",
+                                                       info="when the character has one")
+                                lora_strength = gr.Slider(0, 1, value=studio.lora_settings["strength"], step=0.05,
+                                                          label="LoRA strength", elem_id="lora-strength")
+                        lora_job = gr.State(None)     # id of the training job shown
+                        lora_timer = gr.Timer(LORA_POLL_S, active=False)
                         with gr.Row():
                             selfie_seed = gr.Number(value=1234, precision=0, label="Seed")
                             selfie_randomize = gr.Checkbox(True, label="Randomize seed")
@@ -190,8 +211,13 @@ def build_demo(studio: Studio) -> gr.Blocks:
                     with gr.Column(scale=3):
                         selfie_btn = gr.Button("Take selfie", variant="primary", elem_id="take-selfie")
                         selfie_info = gr.Markdown("", elem_id="selfie-info")
-                        history = gr.Gallery(label="Selfies (newest first)", columns=3, height=520,
+                        history = gr.Gallery(label="Selfies (newest first) - click one to accept it for the "
+                                                   "character LoRA", columns=3, height=520,
                                              object_fit="contain", elem_id="history")
+                        picked_selfie = gr.State(None)  # selfie id clicked in the history
+                        with gr.Row():
+                            accept_btn = gr.Button("Accept selected selfie", elem_id="accept-selfie", scale=1)
+                            picked_info = gr.Markdown("Click a selfie to select it.", elem_id="picked-info")
                         # one card per selfie, same order: likeness bar (target band shaded), state, attempts
                         history_cards = gr.HTML("", elem_id="likeness-cards", label="Likeness")
                         with gr.Accordion("Expression pack", open=True):
@@ -324,48 +350,136 @@ def build_demo(studio: Studio) -> gr.Blocks:
             return (gr.update(choices=_pack_choices(character), value=pack["id"] if pack else None),
                     *_pack_view(pack))
 
+        def lora_for(char_id: str | None, owner: str):
+            """LoRA line, the job to follow (running or latest), its bar, and the timer (on while it runs)."""
+            if not char_id:
+                return "", None, "", gr.Timer(active=False)
+            info = studio.character_lora(char_id, owner=owner)
+            job = info["job"]
+            running = bool(job and job["state"] in ("queued", "running"))
+            return (lora_view.info_markdown(info), job["id"] if job else None, lora_view.status_html(job),
+                    gr.Timer(active=running))
+
+        lora_outputs = [lora_info, lora_job, lora_progress, lora_timer]
+
         @friendly
         def on_selfie_character(char_id, token):
             owner = owner_from(token)
             if not char_id:
-                return None, [], [], "", *packs_for(None, owner)
+                return None, [], [], "", *packs_for(None, owner), *lora_for(None, owner), None
             character = studio.get_character(char_id, owner=owner)
             ref = character["reference"]
             return ((ref["path"] if ref else None), _sheet_view(character), *history_for(char_id, owner),
-                    *packs_for(char_id, owner))
+                    *packs_for(char_id, owner), *lora_for(char_id, owner), None)
 
         selfie_character.change(on_selfie_character, [selfie_character, owner_token],
                                 [reference_img, sheet_gallery, history, history_cards, pack_pick, pack_grid,
-                                 pack_cards], api_visibility="undocumented")
+                                 pack_cards, *lora_outputs, picked_selfie], api_visibility="undocumented")
+
+        def history_selfies(char_id: str, owner: str) -> list[dict]:
+            """The selfies in the history gallery, in its order (history_for)."""
+            return [s for s in studio.get_character(char_id, owner=owner)["selfies"] if not s.get("pack_id")]
 
         @friendly
-        def on_selfie(char_id, scene_, scene_text_, expression_, framing_, outfit_, likeness_, count_, seed_,
-                      randomize_, *adv_values, progress=gr.Progress(track_tqdm=True)):
+        def on_history_pick(char_id, token, evt: gr.SelectData):
+            owner = owner_from(token)
+            shown_ = history_selfies(char_id, owner) if char_id else []
+            if evt.index is None or not 0 <= evt.index < len(shown_):
+                return None, "Click a selfie to select it.", gr.update(value=_accept_label(None))
+            s = shown_[evt.index]
+            state = "accepted for the character LoRA" if s["accepted"] else "not accepted"
+            return s["id"], f"Selected: seed {s['seed']} ({state}).", gr.update(value=_accept_label(s))
+
+        history.select(on_history_pick, [selfie_character, owner_token], [picked_selfie, picked_info, accept_btn],
+                       api_visibility="undocumented")
+
+        @friendly
+        def on_accept(selfie_id, char_id, token):
+            owner = owner_from(token)
+            if not selfie_id or not char_id:
+                raise gr.Error("Click a selfie in the history first, then accept it.")
+            current = studio.store.get_selfie(selfie_id, owner=owner)
+            s = studio.accept_selfie(selfie_id, not current["accepted"], owner=owner)
+            state = "accepted: the next character LoRA trains on it" if s["accepted"] else "no longer accepted"
+            return (*history_for(char_id, owner), f"Selfie seed {s['seed']} {state}.",
+                    gr.update(value=_accept_label(s)), lora_for(char_id, owner)[0])
+
+        accept_btn.click(on_accept, [picked_selfie, selfie_character, owner_token],
+                         [history, history_cards, picked_info, accept_btn, lora_info], api_visibility="undocumented")
+
+        @friendly
+        def on_train(char_id, token):
+            owner = owner_from(token)
+            if not char_id:
+                raise gr.Error("Choose a locked character first.")
+            job_id = studio.start_character_lora(char_id, owner=owner)
+            return job_id, lora_view.status_html(studio.character_lora_status(job_id, owner=owner)), \
+                gr.Timer(active=True)
+
+        train_btn.click(on_train, [selfie_character, owner_token], [lora_job, lora_progress, lora_timer],
+                        api_visibility="undocumented")
+
+        @friendly
+        def on_lora_tick(job_id, char_id, token):
+            owner = owner_from(token)
+            if not job_id:
+                return "", gr.Timer(active=False), gr.update()
+            job = studio.character_lora_status(job_id, owner=owner)
+            if job["state"] in ("queued", "running"):
+                return lora_view.status_html(job), gr.Timer(active=True), gr.update()
+            info = lora_view.info_markdown(studio.character_lora(char_id, owner=owner)) if char_id else ""
+            return lora_view.status_html(job), gr.Timer(active=False), info
+
+        # outside the queue: a poll must not wait behind a render
+        lora_timer.tick(on_lora_tick, [lora_job, selfie_character, owner_token],
+                        [lora_progress, lora_timer, lora_info], queue=False, api_visibility="undocumented")
+
+        @friendly
+        def on_cancel_lora(job_id, char_id, token):
+            owner = owner_from(token)
+            if not job_id:
+                raise gr.Error("No training to cancel.")
+            job = studio.cancel_character_lora(job_id, owner=owner)
+            info = lora_view.info_markdown(studio.character_lora(char_id, owner=owner)) if char_id else ""
+            return lora_view.status_html(job), gr.Timer(active=False), info
+
+        cancel_btn.click(on_cancel_lora, [lora_job, selfie_character, owner_token],
+                         [lora_progress, lora_timer, lora_info], queue=False, api_visibility="undocumented")
+
+        @friendly
+        def on_selfie(char_id, scene_, scene_text_, expression_, framing_, outfit_, likeness_, use_lora_,
+                      lora_strength_, count_, seed_, randomize_, *adv_values, progress=gr.Progress(track_tqdm=True)):
             *adv_values, token = adv_values
             owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Choose a locked character first (lock a portrait in the Design tab).")
             shot = {"scene": scene_, "scene_text": scene_text_ or "", "expression": expression_,
                     "framing": framing_, "outfit": None if outfit_ == KEEP_OUTFIT else outfit_,
-                    "likeness": float(likeness_)}
+                    "likeness": float(likeness_), "character_lora": bool(use_lora_),
+                    "character_lora_strength": float(lora_strength_)}
             made = studio.selfie(char_id, shot, seed=None if randomize_ else seed_, count=int(count_),
                                  advanced=advanced_from(list(adv_values)), owner=owner,
                                  progress=_progress_cb(progress))
             info = "; ".join(badge.summary(s) for s in made)
-            return *history_for(char_id, owner), f"New: {info}", made[0]["seed"]
+            # the history moved: the old selection's place now shows another selfie
+            return (*history_for(char_id, owner), f"New: {info}", made[0]["seed"], None,
+                    "Click a selfie to select it.", gr.update(value=_accept_label(None)))
 
         selfie_btn.click(on_selfie, [selfie_character, scene, scene_text, expression, framing, outfit, likeness,
-                                     selfie_count, selfie_seed, selfie_randomize, *selfie_adv, owner_token],
-                         [history, history_cards, selfie_info, selfie_seed], api_visibility="undocumented")
+                                     use_lora, lora_strength, selfie_count, selfie_seed, selfie_randomize,
+                                     *selfie_adv, owner_token],
+                         [history, history_cards, selfie_info, selfie_seed, picked_selfie, picked_info, accept_btn],
+                         api_visibility="undocumented")
 
         @friendly
-        def on_pack(char_id, name_, outfit_, likeness_, seed_, randomize_, *adv_values,
+        def on_pack(char_id, name_, outfit_, likeness_, use_lora_, lora_strength_, seed_, randomize_, *adv_values,
                     progress=gr.Progress(track_tqdm=True)):
             *adv_values, token = adv_values
             owner = owner_from(token)
             if not char_id:
                 raise gr.Error("Choose a locked character first (lock a portrait in the Design tab).")
-            shot = {"outfit": None if outfit_ == KEEP_OUTFIT else outfit_, "likeness": float(likeness_)}
+            shot = {"outfit": None if outfit_ == KEEP_OUTFIT else outfit_, "likeness": float(likeness_),
+                    "character_lora": bool(use_lora_), "character_lora_strength": float(lora_strength_)}
             pack = studio.expression_pack(char_id, name=name_ or None, seed=None if randomize_ else seed_,
                                           selfie=shot, advanced=advanced_from(list(adv_values)), owner=owner,
                                           progress=_progress_cb(progress))
@@ -373,9 +487,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
             gr.Info(f"Made '{pack['name']}': {len(pack['items'])} images in {attempts} attempts.")
             return *packs_for(char_id, owner, pack["id"]), ""
 
-        pack_btn.click(on_pack, [selfie_character, pack_name, outfit, likeness, selfie_seed, selfie_randomize,
-                                 *selfie_adv, owner_token], [pack_pick, pack_grid, pack_cards, pack_name],
-                       api_visibility="undocumented")
+        pack_btn.click(on_pack, [selfie_character, pack_name, outfit, likeness, use_lora, lora_strength, selfie_seed,
+                                 selfie_randomize, *selfie_adv, owner_token],
+                       [pack_pick, pack_grid, pack_cards, pack_name], api_visibility="undocumented")
 
         @friendly
         def on_pack_pick(pack_id, token):
@@ -421,6 +535,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             summary["packs"] = [p["name"] for p in character["packs"]]
             summary["sheet"] = {v["view"]: {"likeness": v["likeness"], "conditions": v.get("conditions")}
                                 for v in character["sheet"]}
+            summary["character_loras"] = [{k: lo[k] for k in ("sha256", "created_at")} for lo in character["loras"]]
             return (*design_values, character["name"], gallery, ids, char_id, summary,
                     gr.update(value=char_id if locked else None, choices=_character_choices(studio, owner, True)),
                     character["reference"]["path"] if character["reference"] else None, _sheet_view(character),
@@ -627,6 +742,7 @@ def add_api(studio: Studio) -> None:
                           "items": [{"slot": s["pack_slot"], "selfie_id": s["id"]} for s in p["items"]]}
                          for p in c["packs"]]
         body["sheet"] = [_public(v) for v in c["sheet"]]
+        body["loras"] = [_public(lo) for lo in c["loras"]]
         return body, _images(images)
 
     def rename(req: dict, owner: str):
@@ -635,6 +751,23 @@ def add_api(studio: Studio) -> None:
     def delete(req: dict, owner: str):
         studio.delete(_text(req, "character_id"), owner=owner)
         return {"deleted": req.get("character_id")}, []
+
+    def accept_selfie(req: dict, owner: str):
+        accepted = req.get("accepted", True)
+        if not isinstance(accepted, bool):
+            raise SpecError("accepted", f"must be true or false, got {shown(accepted)}")
+        s = studio.accept_selfie(_text(req, "selfie_id"), accepted, owner=owner)
+        return _public(s), _images([s])
+
+    def character_lora_start(req: dict, owner: str):
+        job_id = studio.start_character_lora(_text(req, "character_id"), owner=owner, seed=req.get("seed"))
+        return studio.character_lora_status(job_id, owner=owner), []
+
+    def character_lora_status(req: dict, owner: str):
+        return studio.character_lora_status(_text(req, "job_id"), owner=owner), []
+
+    def character_lora_cancel(req: dict, owner: str):
+        return studio.cancel_character_lora(_text(req, "job_id"), owner=owner), []
 
     endpoint("design_candidates", design_candidates,
              "Generate candidate portraits. Request: {spec: {hair_colour, ..., age, theme, theme_strength, extra}, "
@@ -645,13 +778,16 @@ def add_api(studio: Studio) -> None:
              "conditions selfies); images: the reference, then the sheet views.")
     endpoint("selfie", selfie,
              "Selfies of a locked character: {character_id, selfie: {scene, scene_text, expression, framing, "
-             "outfit, likeness}, seed, count (1-4), advanced?}. Returns the selfie records and images. Each record "
-             "carries likeness (score 0-1 against the locked reference, or null), likeness_state (scored, "
-             "unavailable, no_face, no_face_reference, error), likeness_instrument, attempts (renders it took to "
-             "land in the profile's likeness band) and recipe.extra.likeness / recipe.extra.attempts (band, "
-             "position, every seed tried; sheet_mean: mean score against the sheet views). "
+             "outfit, likeness, character_lora (default true: use the character LoRA when there is one), "
+             "character_lora_strength (0-1)}, seed, count (1-4), advanced?}. Returns the selfie records and "
+             "images. Each record carries likeness (score 0-1 against the locked reference, or null), "
+             "likeness_state (scored, unavailable, no_face, no_face_reference, error), likeness_instrument, "
+             "attempts (renders it took to land in the profile's likeness band) and recipe.extra.likeness / "
+             "recipe.extra.attempts (band, position, every seed tried; sheet_mean: mean score against the sheet "
+             "views). "
              "recipe.conditioning_sha256 lists the images it was conditioned on (the reference, then the sheet "
-             "views in the band); recipe.extra.sheet names the views used and left out.")
+             "views in the band); recipe.extra.sheet names the views used and left out; "
+             "recipe.character_lora_sha256 the character LoRA it used (its adapter is in recipe.loras).")
     endpoint("expression_pack", expression_pack,
              "Make an expression pack (neutral, happy, laughing, sad, surprised, angry, thinking) of a locked "
              "character: {character_id, name?, seed?, selfie?: {scene, framing, outfit, likeness}, advanced?}. "
@@ -663,4 +799,17 @@ def add_api(studio: Studio) -> None:
              "One character with spec, reference, candidates, selfies and the reference sheet (view, likeness, "
              "conditions): {character_id}. Images: reference, then selfies, then sheet views.")
     endpoint("rename", rename, "Rename: {character_id, name}.")
+    endpoint("accept_selfie", accept_selfie,
+             "Accept a selfie as the character (the character LoRA trains on accepted selfies), or take that back: "
+             "{selfie_id, accepted: true|false (default true)}. Returns the selfie record and its image.")
+    endpoint("character_lora_start", character_lora_start,
+             "Train a character LoRA in the background on the locked reference, its sheet views and the accepted "
+             "selfies: {character_id, seed?}. One job per character. Returns the job {id, state (queued, running, "
+             "done, cancelled, failed), progress 0-1, step, steps, loss, message, images, seconds, lora}; poll "
+             "character_lora_status. Selfies then use the LoRA unless selfie.character_lora is false "
+             "(selfie.character_lora_strength 0-1 sets its weight).")
+    endpoint("character_lora_status", character_lora_status,
+             "A character LoRA training job: {job_id}. When done, `lora` holds the stored LoRA (id, sha256, facts).")
+    endpoint("character_lora_cancel", character_lora_cancel,
+             "Cancel a character LoRA training job: {job_id}. Nothing is stored; returns the job.")
     endpoint("delete", delete, "Delete a character and its images: {character_id}.")

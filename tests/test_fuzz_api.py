@@ -163,6 +163,7 @@ def world(tmp_path_factory, tiny_model_dir):
         own_pack, _ = attacker.predict({"character_id": a["character_id"], "seed": 6, "name": "Taken"},
                                        api_name="/expression_pack")
         w.ids["own_pack"] = own_pack["id"]
+        w.ids["own_selfie"] = own_pack["items"][0]["id"]
         d, _ = attacker.predict({"spec": {}, "seed": 5, "n": 1, "name": "My draft"}, api_name="/design_candidates")
         w.ids["own_draft"] = d["character_id"]
         w.victim_snapshot = w.victim.predict({"character_id": w.ids["victim_locked"]}, api_name="/get_character")[0]
@@ -346,8 +347,26 @@ def test_fuzz_get_pack(world, data):
         assert result[0]["id"] == world.ids["own_pack"]
 
 
+@settings(FUZZ, max_examples=15)
+@given(data=st.data())
+def test_fuzz_accept_selfie(world, data):
+    req = data.draw(request(selfie_id=ids(world, "own_selfie"), accepted=field(st.booleans(), "yes", 1, 0, None)))
+    world.probe("accept_selfie", req)
+
+
+@settings(FUZZ, max_examples=20)
+@given(data=st.data())
+def test_fuzz_character_lora(world, data):
+    """Never the attacker's own character: a training would start (and is tested in test_character_lora.py)."""
+    api = data.draw(st.sampled_from(["character_lora_start", "character_lora_status", "character_lora_cancel"]))
+    req = data.draw(request(character_id=ids(world), job_id=ids(world), seed=seeds()))
+    accepted, _ = world.probe(api, req)
+    assert not accepted
+
+
 ENDPOINTS = ["design_candidates", "lock", "selfie", "expression_pack", "get_pack", "list_characters",
-             "get_character", "rename", "delete"]
+             "get_character", "rename", "delete", "accept_selfie", "character_lora_start", "character_lora_status",
+             "character_lora_cancel"]
 NOT_OBJECTS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
                         text, st.lists(junk, max_size=4))
 

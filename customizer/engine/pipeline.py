@@ -9,11 +9,17 @@ Speed (measured by `python -m customizer.bench`, see BENCHMARKS.md): prompt embe
 computed; LoRA / IP-Adapter state is only re-applied when a recipe changes it; a lone active theme LoRA is fused into
 the UNet weights (lora_fuse.py; a profile can say `fuse_lora: false`). Fusing rounds differently from peft's unfused
 branch (at most a pixel level here), but always the same way, so recipes keep reproducing bit for bit.
+
+Character LoRAs (engine/character_lora.py trains them) are loaded on demand as extra peft adapters named after their
+file's sha256 (charlora.adapter_name), a few at a time (least recently used unloaded first), and combined with the
+theme LoRA through set_adapters. Two active adapters run as peft branches; a lone one is fused as above.
 """
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,8 @@ import torch
 from PIL import Image
 
 from ..availability import _split_lora, downloads_allowed, require_available
+from ..charlora import adapter_name, is_character_adapter
+from ..charlora import settings as charlora_settings
 from ..config import Profile
 from ..errors import ModelUnavailable
 from ..recipe import Recipe
@@ -54,6 +62,8 @@ class Engine:
         self._clock = stages.StageClock()
         self._lora_state: tuple | None = None  # adapters + weights last applied; None = unknown
         self._ip_scale: float | None = None
+        self._character_adapters: OrderedDict[str, str] = OrderedDict()  # adapter -> file sha256, LRU order
+        self._character_max = int(charlora_settings(profile)["loaded_max"])
         t0 = time.perf_counter()
         try:
             self._load()
@@ -100,10 +110,9 @@ class Engine:
         self.pipe.to(self.device)
         # fuse a lone active theme into the UNet, unless a LoRA also reaches into a text encoder (disabling peft's
         # branch there would drop it)
-        text_lora = any(getattr(getattr(self.pipe, n, None), "peft_config", None)
-                        for n in ("text_encoder", "text_encoder_2"))
-        self._fuser = (lora_fuse.LoraFuser(self.pipe.unet)
-                       if self.theme_adapters and not text_lora and p.extra.get("fuse_lora", True) else None)
+        self._text_lora = any(getattr(getattr(self.pipe, n, None), "peft_config", None)
+                              for n in ("text_encoder", "text_encoder_2"))
+        self._fuser = self._make_fuser()
         self.cn_pipe = None
         if p.controlnet:
             cn = diffusers.ControlNetModel.from_pretrained(p.controlnet.model, dtype=self.dtype,
@@ -117,6 +126,43 @@ class Engine:
         for pipe in filter(None, (self.pipe, self.cn_pipe)):
             self._clock.wrap(pipe.image_processor, "postprocess", "decode")
         self._blank_embeds = self._encode([Image.new("RGB", (64, 64))]) if self.has_ip_adapter else None
+
+    def _make_fuser(self) -> lora_fuse.LoraFuser | None:
+        """A fuser over the UNet's LoRA layers as they are now (base weights must be pristine: restore first)."""
+        if (not (self.theme_adapters or self._character_adapters) or self._text_lora
+                or not self.profile.extra.get("fuse_lora", True)):
+            return None
+        return lora_fuse.LoraFuser(self.pipe.unet)
+
+    def _ensure_character_lora(self, sha256: str, path: str | Path) -> str:
+        """Load a character LoRA file as a peft adapter (once; the least recently used beyond loaded_max are
+        unloaded). The file must hold exactly the bytes its name promises. Caller holds the lock."""
+        name = adapter_name(sha256)
+        if name in self._character_adapters:
+            if self._character_adapters[name] != sha256:  # a 64-bit prefix collision: refuse, never mix weights
+                raise ModelUnavailable(f"another character LoRA is loaded as {name}")
+            self._character_adapters.move_to_end(name)
+            return name
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise ModelUnavailable(f"the character LoRA {sha256[:12]} is not stored here ({e.strerror})") from None
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ModelUnavailable(f"the character LoRA file {sha256[:12]} is damaged")
+        from safetensors.torch import load
+
+        self._lora_state = None  # unknown from here on
+        if self._fuser is not None:
+            self._fuser.restore()  # pristine base weights before the layers change and a new fuser snapshots them
+        state = {k: v.to(self.device) for k, v in load(data).items()}
+        self.pipe.load_lora_weights(state, adapter_name=name)
+        self._character_adapters[name] = sha256
+        while len(self._character_adapters) > self._character_max:
+            old, _ = self._character_adapters.popitem(last=False)
+            self.pipe.delete_adapters(old)
+        # the new adapter may wrap layers no theme reached: a fuser built before would miss them
+        self._fuser = self._make_fuser()
+        return name
 
     # ---- what the service asks ---------------------------------------------------------------------------------
     @property
@@ -154,9 +200,11 @@ class Engine:
 
     # ---- rendering -------------------------------------------------------------------------------------------
     def render(self, recipe: Recipe, reference_embeds: bytes | None = None,
-               reference_image: Image.Image | None = None) -> tuple[Image.Image, dict[str, float]]:
+               reference_image: Image.Image | None = None,
+               character_lora: str | Path | None = None) -> tuple[Image.Image, dict[str, float]]:
         """Render one recipe. Returns the image and stage timings in seconds: generate (all of it, before any
-        upscale), split into text_encode, image_embed, denoise, decode (+ control when a control image is drawn)."""
+        upscale), split into text_encode, image_embed, denoise, decode (+ control when a control image is drawn).
+        character_lora: the file of the recipe's character_lora_sha256 (the store's path)."""
         measured: dict[str, float] = {}
         t0 = time.perf_counter()
         with self._lock, torch.inference_mode():
@@ -173,6 +221,14 @@ class Engine:
                 measured["control"] = time.perf_counter() - t
                 pipe = self.cn_pipe
             pipe.scheduler = schedulers.make(recipe.scheduler, self.base_scheduler_config)
+            # a character adapter is only ever the recipe's own file: another one loaded here is not for it to use
+            own = {adapter_name(recipe.character_lora_sha256)} if recipe.character_lora_sha256 else set()
+            if {n for n in recipe.loras if is_character_adapter(n)} != own:
+                raise ModelUnavailable("a recipe's character LoRA must be the one its character_lora_sha256 names")
+            if own:
+                if character_lora is None:
+                    raise ModelUnavailable("this recipe needs its character LoRA file")
+                self._ensure_character_lora(recipe.character_lora_sha256, character_lora)
             self._apply_loras(recipe.loras)
             t = time.perf_counter()
             if self.has_ip_adapter:
@@ -225,11 +281,12 @@ class Engine:
             self._ip_scale = scale
 
     def _apply_loras(self, loras: dict[str, float]) -> None:
-        if not self.theme_adapters:
+        known = set(self.theme_adapters.values()) | set(self._character_adapters)
+        if not known:
             if loras:
                 raise ModelUnavailable(f"profile '{self.profile.name}' has no theme LoRAs loaded")
             return
-        unknown = set(loras) - set(self.theme_adapters.values())
+        unknown = set(loras) - known
         if unknown:
             raise ModelUnavailable(f"LoRA adapters not loaded in profile '{self.profile.name}': {sorted(unknown)}")
         state = tuple((k, float(w)) for k, w in loras.items())
@@ -243,7 +300,7 @@ class Engine:
             self._fuser.fuse(*state[0])  # at the scale set_adapters just gave it
             self.pipe.disable_lora()     # the branch is in the weights now
         elif self._fuser is not None:
-            self._fuser.restore()
+            self._fuser.restore()        # theme + character LoRA (or none): peft's branches, pristine weights
         if not loras:
             self.pipe.disable_lora()
         self._lora_state = state
