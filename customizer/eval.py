@@ -10,6 +10,8 @@ framings at the default likeness, once per variant with the same seeds:
   plain          the locked reference alone conditions each selfie, one render per selfie
   sheet          + the reference sheet made at lock (views inside the likeness band condition too)
   retries        + automatic retries into the likeness band (the profile's, or --band / --max-attempts)
+  character_lora (with --character-lora) the sheet variant + a character LoRA trained after lock on the reference
+                 and its sheet (no selfie of the eval is accepted into it: they are the test set)
   no_ip_adapter  the IP-Adapter switched off (scale 0): the proof that the reference conditioning works
 The images are scored with the measuring instruments (customizer/training/instruments.py, trained on renderer
 ground truth only), and the same characters drawn by the renderer itself are scored too (`renderer_ceiling`: what
@@ -220,7 +222,7 @@ def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None =
 
 
 def generate(studios: dict[str, Any], chars: list[dict[str, Any]], selfies_per: int, candidates: int,
-             likeness: float, log: Callable[[str], None]) -> list[dict[str, Any]]:
+             likeness: float, log: Callable[[str], None], lora_studio=None) -> list[dict[str, Any]]:
     """Design -> lock first candidate -> the same selfies (same seeds) through each variant's Studio.
     Each selfie: (image, shot, attempts, seconds for the accepted selfie)."""
     from .service import SEED_MAX
@@ -250,9 +252,28 @@ def generate(studios: dict[str, Any], chars: list[dict[str, Any]], selfies_per: 
                     assert len(conditioning) <= 1, "the reference alone"
                 variants[name].append((_open(rec["path"]), shot, int(rec.get("attempts") or 1), seconds,
                                        len(conditioning)))
+        lora_seconds = None
+        if lora_studio is not None:
+            t = time.perf_counter()
+            job = first.start_character_lora(cid, seed=0)
+            st = first.wait_character_lora(job, timeout=1800)
+            if st["state"] != "done":
+                raise CustomizerError(f"character LoRA of eval-{i:03d} ended {st['state']}: {st.get('message')}")
+            lora_seconds = time.perf_counter() - t
+            variants["character_lora"] = []
+            for j, shot in enumerate(shots):
+                seed = _seed("eval-selfie", s, j) % SEED_MAX
+                t = time.perf_counter()
+                rec = lora_studio.selfie(cid, {**shot, "likeness": likeness, "character_lora": True}, seed=seed,
+                                         count=1)[0]
+                assert rec["recipe"].get("character_lora_sha256"), "the selfie used the character LoRA"
+                variants["character_lora"].append((_open(rec["path"]), shot, int(rec.get("attempts") or 1),
+                                                   time.perf_counter() - t,
+                                                   len(rec["recipe"].get("conditioning_sha256") or [])))
         out.append({**ch, "character_id": cid, "portraits": [_open(c["path"]) for c in design["candidates"]],
                     "reference": _open(ref["path"]), "variants": variants, "shots": shots,
-                    "selfies": [(im, shot) for im, shot, *_ in variants["plain"]]})
+                    "selfies": [(im, shot) for im, shot, *_ in variants["plain"]],
+                    "lora_training_seconds": lora_seconds})
         log(f"character {i + 1}/{len(chars)}: {len(design['candidates'])} portrait(s), {len(shots)} selfies x "
             f"{len(studios)} variants ({', '.join(studios)}) in {time.perf_counter() - t0:.1f}s")
     return out
@@ -292,7 +313,8 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
              characters: int = 8, selfies_per: int = 4, instruments: str | Path | None = None,
              candidates: int = 1, likeness: float | None = None, no_ip_pass: bool = True,
              renderer_ceiling: bool = True, log: Callable[[str], None] = print,
-             band: tuple[float, float] | None = None, max_attempts: int | None = None) -> dict[str, Any]:
+             band: tuple[float, float] | None = None, max_attempts: int | None = None,
+             character_lora: bool = False) -> dict[str, Any]:
     from .availability import require_available
     from .service import Studio
     from .store import Store
@@ -320,8 +342,12 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
             studios = {name: plain if name == "plain" else Studio(config, p, store,
                                                                   engine_factory=lambda _p: plain.engine)
                        for name, p in profiles.items()}
+            lora_studio = None
+            if character_lora:
+                lora_profile = profiles.get("sheet", profiles["plain"])
+                lora_studio = Studio(config, lora_profile, store, engine_factory=lambda _p: plain.engine)
             t_gen = time.perf_counter()
-            made = generate(studios, chars, selfies_per, candidates, likeness, log)
+            made = generate(studios, chars, selfies_per, candidates, likeness, log, lora_studio)
             gen_seconds = time.perf_counter() - t_gen
             engine_info = plain.status()
             retry_policy = studios["retries"].status()["likeness"] if "retries" in studios else None
@@ -345,7 +371,8 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
         "consistency": {
             "variants": variants,
             "retry_policy": retry_policy,
-            "not_built": {"character_lora": "per-character LoRA: not built yet"},
+            "character_lora_training_seconds": _mean([c["lora_training_seconds"] for c in made
+                                                      if c["lora_training_seconds"] is not None]),
             "note": "retries keep the attempt the identity encoder scores best, and the same encoder measures "
                     "here: the retries variant's identity figures are optimistic by construction; its shot and "
                     "attribute figures are measured by the independent classifiers.",
@@ -366,9 +393,10 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
     if "no_ip_adapter" in profiles:
         contact_sheet([[c["reference"]] + [v[0] for v in c["variants"]["no_ip_adapter"]] for c in made],
                       cols).save(out / "contact_sheet_no_ip_adapter.png")
-    contact_sheet([[c["reference"]] + [v[0] for v in c["variants"][name]] for c in made for name in profiles],
+    names = list(made[0]["variants"])
+    contact_sheet([[c["reference"]] + [v[0] for v in c["variants"][name]] for c in made for name in names],
                   cols).save(out / "contact_sheet_consistency.png")
-    report["contact_sheet_consistency_rows"] = [f"{c['identity_seed']}:{name}" for c in made for name in profiles]
+    report["contact_sheet_consistency_rows"] = [f"{c['identity_seed']}:{name}" for c in made for name in names]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
@@ -389,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="likeness band of the retries variant (default: the profile's)")
     ap.add_argument("--max-attempts", type=int, default=None,
                     help="renders per selfie at most in the retries variant (default: the profile's)")
+    ap.add_argument("--character-lora", action="store_true",
+                    help="add the character_lora variant (trains one LoRA per character: ~2 min each on 2 cores)")
     args = ap.parse_args(argv)
     if args.characters < 2:
         ap.error("--characters must be at least 2 (identity needs other characters to compare with)")
@@ -402,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_eval(args.out, args.profile, args.config, args.characters, args.selfies_per,
                           args.instruments, args.candidates, args.likeness, not args.no_ip_pass, log=log,
-                          band=tuple(args.band) if args.band else None, max_attempts=args.max_attempts)
+                          band=tuple(args.band) if args.band else None, max_attempts=args.max_attempts,
+                          character_lora=args.character_lora)
     except (ConfigError, ModelUnavailable, FileNotFoundError, CustomizerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

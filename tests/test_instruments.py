@@ -97,7 +97,13 @@ def test_verification_threshold_known_answer():
 
 
 def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
+    import yaml
+
     from customizer import eval as ev
+
+    cfg = yaml.safe_load(tiny_config_path.read_text())
+    cfg["profiles"]["tiny"]["character_lora"] = {"steps": 4}  # the character LoRA variant: a few steps
+    tiny_config_path.write_text(yaml.safe_dump(cfg))
 
     inst = tmp_path / "instruments"
     torch.manual_seed(0)
@@ -106,7 +112,7 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     out = tmp_path / "eval"
     rc = ev.main(["--out", str(out), "--config", str(tiny_config_path), "--profile", "tiny", "--characters", "2",
                   "--selfies-per", "2", "--instruments", str(inst), "--band", "0.0", "0.5",
-                  "--max-attempts", "2"])
+                  "--max-attempts", "2", "--character-lora"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     for key in ("attribute_accuracy", "theme_accuracy", "scene_accuracy", "expression_accuracy", "identity",
@@ -127,7 +133,8 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     assert (out / "contact_sheet_no_ip_adapter.png").is_file()
     # consistency: the same seeds through each variant; a band no random-weight render reaches forces the retry
     variants = report["consistency"]["variants"]
-    assert list(variants) == ["plain", "sheet", "retries", "no_ip_adapter"]
+    assert list(variants) == ["plain", "sheet", "retries", "no_ip_adapter", "character_lora"]
+    assert report["consistency"]["character_lora_training_seconds"] > 0
     assert variants["plain"]["attempts_per_selfie"] == variants["sheet"]["attempts_per_selfie"] == 1.0
     assert variants["retries"]["attempts_per_selfie"] == 2.0 and variants["retries"]["max_attempts_used"] == 2
     assert report["consistency"]["retry_policy"]["band"] == [0.0, 0.5]
@@ -142,4 +149,4 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     assert report["identity"]["same_mean"] == variants["plain"]["same_mean"]
     assert report["identity_no_ip_adapter"]["same_mean"] == variants["no_ip_adapter"]["same_mean"]
     with Image.open(out / "contact_sheet_consistency.png") as sheet:
-        assert sheet.size == (2 + 3 * 130, 2 + 8 * 130)  # 2 characters x 4 variants
+        assert sheet.size == (2 + 3 * 130, 2 + 10 * 130)  # 2 characters x 5 variants
