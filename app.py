@@ -3,6 +3,7 @@
     python app.py                       # bundled model (default profile of spaces.yaml)
     python app.py --profile sd15        # a real Stable Diffusion profile
     python app.py --config other.yaml --port 7861
+    python app.py --auth-file users.txt # private deployment: a login per person (lines "user:password")
 """
 from __future__ import annotations
 
@@ -29,7 +30,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--preload", action="store_true",
                     default=os.environ.get("CUSTOMIZER_PRELOAD", "1" if os.environ.get("SPACE_ID") else "0") == "1",
                     help="load the model before serving (default on Spaces; elsewhere on first use)")
+    ap.add_argument("--auth-file", default=os.environ.get("CUSTOMIZER_AUTH_FILE"),
+                    help="require a login: a file of 'user:password' lines; each user owns their characters")
     return ap.parse_args(argv)
+
+
+def read_auth_file(path: str) -> list[tuple[str, str]]:
+    """'user:password' lines (blank lines and '#' comments skipped) -> gradio's auth list."""
+    pairs = []
+    for n, line in enumerate(open(path, encoding="utf-8").read().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError(f"{path}:{n}: expected 'user:password'")
+        pairs.append((user, password))
+    if not pairs:
+        raise ConfigError(f"{path}: no 'user:password' lines")
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         profile = config.profile(args.profile)
         require_available(profile)  # before any heavy import: a missing model is a message, not a traceback
-    except (ConfigError, ModelUnavailable) as e:
+        auth = read_auth_file(args.auth_file) if args.auth_file else None
+    except (ConfigError, ModelUnavailable, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -63,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_demo(studio)
     demo.queue(default_concurrency_limit=1, max_size=32)
     print(f"Character customizer: profile '{profile.name}', database {config.db_path}", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, css=CSS,
+    demo.launch(server_name=args.host, server_port=args.port, css=CSS, auth=auth,
                 allowed_paths=[str(config.data_dir / "images")],
                 blocked_paths=[str(config.db_path), str(config.data_dir / "embeddings"),
                                str(config.data_dir / "loras")])

@@ -2,7 +2,8 @@
 
 - Browser visitors: a random secret token kept in the browser (gr.BrowserState, encrypted with a server secret
   that persists next to the database so tokens survive restarts).
-- Logged-in users (Gradio auth / Hugging Face OAuth): their username.
+- Logged-in users (Hugging Face OAuth on a Space with `hf_oauth: true`, or gradio's own auth via
+  `app.py --auth-file`): their username, whatever browser or token they come with (logged_in_username).
 - API clients: the `token` field of the request (any secret they choose), else their client session.
 Owner ids are hashes: the database never holds a token.
 """
@@ -12,7 +13,9 @@ import hashlib
 import os
 import re
 import secrets
+import time
 from pathlib import Path
+from typing import Any
 
 from .errors import SpecError
 
@@ -39,6 +42,30 @@ def owner_from(token: str | None = None, username: str | None = None, session: s
     if session:
         return _hash("session", str(session))
     raise SpecError("token", "no owner: send a token (API) or enable cookies/local storage (browser)")
+
+
+def logged_in_username(request: Any) -> str | None:
+    """The account behind a gradio request, or None: a valid Hugging Face OAuth login in the signed session
+    cookie first (gradio keeps it in request.session['oauth_info']), then gradio's own auth (request.username).
+    Duck-typed so this module needs no gradio; an expired OAuth login counts as logged out."""
+    if request is None:
+        return None
+    try:
+        session = getattr(request, "session", None)  # no SessionMiddleware (no OAuth): AssertionError
+    except (AssertionError, AttributeError, KeyError):
+        session = None
+    info = session.get("oauth_info") if isinstance(session, dict) or hasattr(session, "get") else None
+    if isinstance(info, dict) and float(info.get("expires_at") or 0) > time.time():
+        name = (info.get("userinfo") or {}).get("preferred_username")
+        if isinstance(name, str) and name:
+            return f"hf:{name}"
+    name = getattr(request, "username", None)
+    return name if isinstance(name, str) and name else None
+
+
+def visitor(token: str | None, request: Any = None, session: str | None = None) -> str:
+    """Owner id of a UI or API call: the logged-in account when there is one, else the token, else the session."""
+    return owner_from(token, username=logged_in_username(request), session=session)
 
 
 def browser_secret(data_dir: str | Path) -> str:

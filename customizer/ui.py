@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +18,7 @@ from . import lora_view
 from .character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue, selfie_catalogue
 from .errors import CustomizerError, SpecError, shown
 from .likeness import badge
-from .owners import browser_secret, new_token, owner_from
+from .owners import browser_secret, new_token, visitor
 from .packs import pack_kind
 from .service import MAX_CANDIDATES, MAX_SELFIES, Studio
 from .settings import SIZE
@@ -114,6 +115,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
                     "then take selfies that stay recognisably the same character.")
         gr.Markdown(f"Model profile **{profile.name}** ({profile.family}, {profile.width}x{profile.height}); "
                     f"{_likeness_line(studio)}", elem_classes="status-line")
+        if os.environ.get("OAUTH_CLIENT_ID"):
+            # a Space with `hf_oauth: true`: signed-in visitors own their characters by account, on any browser
+            gr.LoginButton(value="Sign in with Hugging Face to keep your characters across browsers")
 
         def advanced_controls(prefix: str) -> list[gr.components.Component]:
             with gr.Accordion("Advanced", open=False):
@@ -276,9 +280,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
         n_design, n_adv = len(design_keys), len(design_adv)
 
         @friendly
-        def on_generate(*args, progress=gr.Progress(track_tqdm=True)):
+        def on_generate(request: gr.Request, *args, progress=gr.Progress(track_tqdm=True)):
             values = list(args)
-            owner = owner_from(values.pop())
+            owner = visitor(values.pop(), request)
             spec = spec_from(values[:n_design])
             name_, seed_, randomize_, n_, *rest = values[n_design:]
             adv, char_id = advanced_from(rest[:n_adv]), rest[n_adv]
@@ -305,8 +309,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
         candidates.select(on_pick, [candidate_ids], [selected], api_visibility="undocumented")
 
         @friendly
-        def on_lock(char_id, cand_id, token, progress=gr.Progress(track_tqdm=True)):
-            owner = owner_from(token)
+        def on_lock(request: gr.Request, char_id, cand_id, token, progress=gr.Progress(track_tqdm=True)):
+            owner = visitor(token, request)
             if not char_id:
                 raise gr.Error("Generate candidates first.")
             if not cand_id:
@@ -363,8 +367,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
         lora_outputs = [lora_info, lora_job, lora_progress, lora_timer]
 
         @friendly
-        def on_selfie_character(char_id, token):
-            owner = owner_from(token)
+        def on_selfie_character(request: gr.Request, char_id, token):
+            owner = visitor(token, request)
             if not char_id:
                 return None, [], [], "", *packs_for(None, owner), *lora_for(None, owner), None
             character = studio.get_character(char_id, owner=owner)
@@ -381,8 +385,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
             return [s for s in studio.get_character(char_id, owner=owner)["selfies"] if not s.get("pack_id")]
 
         @friendly
-        def on_history_pick(char_id, token, evt: gr.SelectData):
-            owner = owner_from(token)
+        def on_history_pick(request: gr.Request, char_id, token, evt: gr.SelectData):
+            owner = visitor(token, request)
             shown_ = history_selfies(char_id, owner) if char_id else []
             if evt.index is None or not 0 <= evt.index < len(shown_):
                 return None, "Click a selfie to select it.", gr.update(value=_accept_label(None))
@@ -394,8 +398,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                        api_visibility="undocumented")
 
         @friendly
-        def on_accept(selfie_id, char_id, token):
-            owner = owner_from(token)
+        def on_accept(request: gr.Request, selfie_id, char_id, token):
+            owner = visitor(token, request)
             if not selfie_id or not char_id:
                 raise gr.Error("Click a selfie in the history first, then accept it.")
             current = studio.store.get_selfie(selfie_id, owner=owner)
@@ -408,8 +412,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                          [history, history_cards, picked_info, accept_btn, lora_info], api_visibility="undocumented")
 
         @friendly
-        def on_train(char_id, token):
-            owner = owner_from(token)
+        def on_train(request: gr.Request, char_id, token):
+            owner = visitor(token, request)
             if not char_id:
                 raise gr.Error("Choose a locked character first.")
             job_id = studio.start_character_lora(char_id, owner=owner)
@@ -420,8 +424,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         api_visibility="undocumented")
 
         @friendly
-        def on_lora_tick(job_id, char_id, token):
-            owner = owner_from(token)
+        def on_lora_tick(request: gr.Request, job_id, char_id, token):
+            owner = visitor(token, request)
             if not job_id:
                 return "", gr.Timer(active=False), gr.update()
             job = studio.character_lora_status(job_id, owner=owner)
@@ -435,8 +439,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         [lora_progress, lora_timer, lora_info], queue=False, api_visibility="undocumented")
 
         @friendly
-        def on_cancel_lora(job_id, char_id, token):
-            owner = owner_from(token)
+        def on_cancel_lora(request: gr.Request, job_id, char_id, token):
+            owner = visitor(token, request)
             if not job_id:
                 raise gr.Error("No training to cancel.")
             job = studio.cancel_character_lora(job_id, owner=owner)
@@ -447,10 +451,10 @@ def build_demo(studio: Studio) -> gr.Blocks:
                          [lora_progress, lora_timer, lora_info], queue=False, api_visibility="undocumented")
 
         @friendly
-        def on_selfie(char_id, scene_, scene_text_, expression_, framing_, outfit_, likeness_, use_lora_,
+        def on_selfie(request: gr.Request, char_id, scene_, scene_text_, expression_, framing_, outfit_, likeness_, use_lora_,
                       lora_strength_, count_, seed_, randomize_, *adv_values, progress=gr.Progress(track_tqdm=True)):
             *adv_values, token = adv_values
-            owner = owner_from(token)
+            owner = visitor(token, request)
             if not char_id:
                 raise gr.Error("Choose a locked character first (lock a portrait in the Design tab).")
             shot = {"scene": scene_, "scene_text": scene_text_ or "", "expression": expression_,
@@ -472,10 +476,10 @@ def build_demo(studio: Studio) -> gr.Blocks:
                          api_visibility="undocumented")
 
         @friendly
-        def on_pack(char_id, name_, outfit_, likeness_, use_lora_, lora_strength_, seed_, randomize_, *adv_values,
+        def on_pack(request: gr.Request, char_id, name_, outfit_, likeness_, use_lora_, lora_strength_, seed_, randomize_, *adv_values,
                     progress=gr.Progress(track_tqdm=True)):
             *adv_values, token = adv_values
-            owner = owner_from(token)
+            owner = visitor(token, request)
             if not char_id:
                 raise gr.Error("Choose a locked character first (lock a portrait in the Design tab).")
             shot = {"outfit": None if outfit_ == KEEP_OUTFIT else outfit_, "likeness": float(likeness_),
@@ -492,10 +496,10 @@ def build_demo(studio: Studio) -> gr.Blocks:
                        [pack_pick, pack_grid, pack_cards, pack_name], api_visibility="undocumented")
 
         @friendly
-        def on_pack_pick(pack_id, token):
+        def on_pack_pick(request: gr.Request, pack_id, token):
             if not pack_id:
                 return [], ""
-            return _pack_view(studio.get_pack(pack_id, owner=owner_from(token)))
+            return _pack_view(studio.get_pack(pack_id, owner=visitor(token, request)))
 
         pack_pick.input(on_pack_pick, [pack_pick, owner_token], [pack_grid, pack_cards],
                         api_visibility="undocumented")
@@ -505,8 +509,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
             return [(c["thumbnail"], c["name"]) for c in studio.list_characters(owner=owner) if c["thumbnail"]]
 
         @friendly
-        def on_refresh(token):
-            owner = owner_from(token)
+        def on_refresh(request: gr.Request, token):
+            owner = visitor(token, request)
             return (gr.update(choices=_character_choices(studio, owner)), overview_gallery(owner),
                     gr.update(choices=_character_choices(studio, owner, True)))
 
@@ -520,8 +524,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
             on_refresh, [owner_token], [char_pick, overview, selfie_character], api_visibility="undocumented")
 
         @friendly
-        def on_open(char_id, token):
-            owner = owner_from(token)
+        def on_open(request: gr.Request, char_id, token):
+            owner = visitor(token, request)
             if not char_id:
                 raise gr.Error("Choose a character to open.")
             character = studio.get_character(char_id, owner=owner)
@@ -548,8 +552,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         pack_cards, tabs], api_visibility="undocumented")
 
         @friendly
-        def on_rename(char_id, new, token):
-            owner = owner_from(token)
+        def on_rename(request: gr.Request, char_id, new, token):
+            owner = visitor(token, request)
             if not char_id:
                 raise gr.Error("Choose a character to rename.")
             studio.rename(char_id, new, owner=owner)
@@ -559,8 +563,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                          api_visibility="undocumented")
 
         @friendly
-        def on_delete(char_id, confirmed, token):
-            owner = owner_from(token)
+        def on_delete(request: gr.Request, char_id, confirmed, token):
+            owner = visitor(token, request)
             if not char_id:
                 raise gr.Error("Choose a character to delete.")
             if not confirmed:
@@ -575,8 +579,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                          api_visibility="undocumented")
 
         @friendly
-        def on_unlock(char_id, token):
-            owner = owner_from(token)
+        def on_unlock(request: gr.Request, char_id, token):
+            owner = visitor(token, request)
             if not char_id:
                 raise gr.Error("Choose a character to unlock.")
             studio.unlock(char_id, owner=owner)
@@ -586,8 +590,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
         unlock_btn.click(on_unlock, [char_pick, owner_token], [char_pick, selfie_character], api_visibility="undocumented")
 
         @friendly
-        def on_export(char_id, token):
-            owner = owner_from(token)
+        def on_export(request: gr.Request, char_id, token):
+            owner = visitor(token, request)
             if not char_id:
                 raise gr.Error("Choose a character to export.")
             return write_export(studio, char_id, owner)
@@ -595,8 +599,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
         export_btn.click(on_export, [char_pick, owner_token], [export_file], api_visibility="undocumented")
 
         @friendly
-        def on_import(path, token):
-            owner = owner_from(token)
+        def on_import(request: gr.Request, path, token):
+            owner = visitor(token, request)
             if not path:
                 return gr.update(), gr.update(), gr.update()
             imported = studio.import_(Path(path).read_bytes(), owner=owner)
@@ -693,7 +697,7 @@ def add_api(studio: Studio) -> None:
             token = req.get("token")
             if token is not None and not isinstance(token, str):
                 raise SpecError("token", f"must be text, got {type(token).__name__}")
-            return fn(req, owner_from(token, session=request.session_hash))
+            return fn(req, visitor(token, request, session=request.session_hash))
 
         run.__doc__ = doc
         trigger.click(run, [request], [result, images], api_name=api_name, api_description=doc)
