@@ -286,8 +286,10 @@ def check_after_kill(db_path: Path, data_dir: Path, workers: list[Worker]) -> di
                     with zipfile.ZipFile(io.BytesIO(data)) as zf:
                         bad = zf.testzip()
                         n_images = sum(1 for n in zf.namelist() if n.startswith("images/"))
+                    # every image of the character: candidates, selfies, references and the sheets of all references
                     shas = {k["image_sha256"] for k in full["candidates"]} | {
-                        x["image_sha256"] for x in full["selfies"]} | {r["image_sha256"] for r in full["references"]}
+                        x["image_sha256"] for x in full["selfies"]} | {r["image_sha256"] for r in full["references"]} | {
+                        v["image_sha256"] for v in store.sheet_views(s["id"], owner=owner)}
                     if bad or n_images != len(shas):
                         violations.append(f"export of {s['id']}: bad member {bad} or {n_images} != {len(shas)}")
                     checked["exports"] += 1
