@@ -54,7 +54,7 @@ def logged_in_username(request: Any) -> str | None:
         session = getattr(request, "session", None)  # no SessionMiddleware (no OAuth): AssertionError
     except (AssertionError, AttributeError, KeyError):
         session = None
-    info = session.get("oauth_info") if isinstance(session, dict) or hasattr(session, "get") else None
+    info = session.get("oauth_info") if hasattr(session, "get") else None
     if isinstance(info, dict) and float(info.get("expires_at") or 0) > time.time():
         name = (info.get("userinfo") or {}).get("preferred_username")
         if isinstance(name, str) and name:
