@@ -6,6 +6,8 @@ the pixels.
 """
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
 import math
 import os
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from diffusers import StableDiffusionPipeline
 from PIL import Image
 
 from customizer.bench import stats, weights
@@ -229,6 +232,14 @@ def test_bench_json_structure_and_consistency(bench):
         assert b[side]["peak_rss_mb"] > 100 and b[side]["device"]["device"] == "cpu"
     for kind, ratio in b["ratio"].items():
         assert math.isclose(ratio, b["ours"]["latency"][kind]["p50"] / b["baseline"]["latency"][kind]["p50"])
+    # the baseline as the issue defines it: a call that leaves num_inference_steps at diffusers' default
+    d = b["default_call"]
+    assert d["steps"] == inspect.signature(StableDiffusionPipeline.__call__).parameters["num_inference_steps"].default
+    assert d["steps"] != r["bundled"]["settings"]["steps"] and d["scheduler"] == b["settings"]["baseline_scheduler"]
+    for kind in ("portrait", "selfie"):
+        _check_summary(d["latency"][kind], RUNS)
+        assert math.isclose(b["ratio_default_call"][kind],
+                            b["ours"]["latency"][kind]["p50"] / d["latency"][kind]["p50"])
     assert b["ours"]["stages"]["selfie"]["store"] >= 0  # ours is the whole Studio call
     # the baseline recomputes the reference embedding on every selfie; ours reads the cached one
     assert b["baseline"]["stages"]["selfie"]["image_embed"] > 0
@@ -297,7 +308,8 @@ def test_bench_report_and_plot(bench):
     md = (tmp / "BENCHMARKS.md").read_text()
     assert "ours / plain" in md and "## Stable Diffusion 1.5 geometry" in md and "## Bars of issue 5" in md
     assert f"{r['bundled']['ratio']['selfie']:.2f}" in md
-    assert "ours/baseline" in stderr  # the summary printed for a person at the terminal
+    assert "ours/baseline" in stderr and "ours/default" in stderr  # the summary printed at the terminal
+    assert f"than the default diffusers call ({r['bundled']['default_call']['steps']} steps" in md
     try:
         import matplotlib  # noqa: F401  (the plot's only dependency; not one of the app's)
     except ImportError:
@@ -307,3 +319,31 @@ def test_bench_report_and_plot(bench):
     with Image.open(tmp / "plot" / "stages.png") as im:
         assert im.format == "PNG" and im.width > 400 and im.height > 300
         assert np.asarray(im.convert("L")).std() > 10  # bars drawn, not a blank canvas
+
+
+# ---- quality against steps (bench/steps_quality.py) ---------------------------------------------------------------
+def test_steps_quality_scores_each_sampler_on_the_same_prompts():
+    from customizer.bench import steps_quality
+
+    folder = REPO / "assets" / "bundled"
+    r = steps_quality.measure(folder, [("default", 2), ("dpmpp_2m", 2), ("dpmpp_2m", 3)], n=2, guidance=5.0,
+                              size=128)
+    assert r["n"] == 2 and list(r["configs"]) == ["DDPMScheduler@2", "DPMSolverMultistepScheduler@2",
+                                                   "DPMSolverMultistepScheduler@3"]
+    for c in r["configs"].values():
+        assert set(c) == {"sampler", "steps", "attribute_mean", *steps_quality.SHOT, "seconds_per_image"}
+        assert c["seconds_per_image"] > 0
+        assert all(0 <= c[k] <= 1 for k in ("attribute_mean", *steps_quality.SHOT))
+        # n = 2: every accuracy is a count out of 2 (the attribute mean out of 14)
+        assert all(c[k] * 2 == round(c[k] * 2) for k in steps_quality.SHOT)
+    # the same prompts as the eval's held-out characters would get, never a training identity
+    assert [p["seed"] for p in steps_quality.prompts(2, 5.0, 128)] == [1000, 1001]
+
+
+def test_steps_quality_config_parsing():
+    from customizer.bench.steps_quality import parse_configs
+
+    assert parse_configs("default:50, dpmpp_2m:8") == [("default", 50), ("dpmpp_2m", 8)]
+    for bad in ("dpmpp_2m", "dpmpp_2m:0", ":8", "x:eight"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_configs(bad)

@@ -61,7 +61,7 @@ def test_repo_config_profiles(monkeypatch, tmp_path):
     assert b.themes["fantasy"].lora == str(REPO_ROOT / "assets/bundled/loras/fantasy.safetensors")
     # the bundled LoRAs were trained on captions without theme words: the adapter weight alone sets the look
     assert b.themes["vintage"].triggers == "" and b.themes["vintage"].adapter == "vintage"
-    assert (b.steps, b.guidance, b.width, b.height, b.scheduler) == (12, 5.0, 128, 128, "dpmpp_2m")
+    assert (b.steps, b.guidance, b.width, b.height, b.scheduler) == (8, 5.0, 128, 128, "dpmpp_2m")
     assert b.controlnet is None and b.upscaler is None and b.extra == {}
 
     s = cfg.profile("sd15")

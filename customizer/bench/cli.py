@@ -119,6 +119,9 @@ def bundled_part(args, workdir: Path) -> dict[str, Any]:
         "weights": source, "settings": settings | {"baseline_scheduler": baseline.pop("scheduler")},
         "ours": ours, "baseline": baseline,
         "ratio": {k: ours["latency"][k]["p50"] / baseline["latency"][k]["p50"] for k in ours["latency"]},
+        "default_call": cmp["default_call"],
+        "ratio_default_call": {k: ours["latency"][k]["p50"] / v["p50"]
+                               for k, v in cmp["default_call"]["latency"].items()},
         "floor": cmp["floor"], "engine_before_after": cmp["engine_before_after"],
     }
     if "ablations" in cmp:
@@ -148,6 +151,10 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         for kind, r in b["ratio"].items():
             o, p = b["ours"]["latency"][kind]["p50"], b["baseline"]["latency"][kind]["p50"]
             lines.append(f"bundled {kind:12s} ours p50 {o:7.3f} s   baseline p50 {p:7.3f} s   ours/baseline {r:5.2f}")
+        for kind, r in b.get("ratio_default_call", {}).items():
+            d = b["default_call"]
+            lines.append(f"bundled {kind:12s} vs the default call ({d['steps']} steps) p50 "
+                         f"{d['latency'][kind]['p50']:7.3f} s   ours/default {r:5.2f}")
         for kind in ("portrait", "selfie"):
             f = b["floor"][kind]
             lines.append(f"bundled {kind:12s} {f['flops'] / 1e9:7.2f} GFLOP  floor {f['floor_s']:.3f} s   "

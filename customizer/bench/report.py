@@ -63,10 +63,15 @@ def _bars(r: dict[str, Any]) -> list[str]:
     b = r.get("bundled")
     if b:
         sel = b["ours"]["latency"]["selfie"]["p50"]
+        out.append(f"- bundled selfie <= 0.5 s p50: **{'met' if sel <= 0.5 else 'not met'}** ({_s(sel)} s)")
         speed = 1 / b["ratio"]["selfie"]
-        ok = speed >= 2 and sel <= 0.5
-        out.append("- bundled selfie >= 2x faster than plain diffusers and <= 0.5 s p50: "
-                   f"**{'met' if ok else 'not met'}** ({speed:.2f}x, p50 {_s(sel)} s)")
+        line = (f"- bundled selfie >= 2x faster than plain diffusers at our step count: "
+                f"**{'met' if speed >= 2 else 'not met'}** ({speed:.2f}x)")
+        if "ratio_default_call" in b:
+            d = 1 / b["ratio_default_call"]["selfie"]
+            line += (f"; than the default diffusers call ({b['default_call']['steps']} steps, "
+                     f"`{b['default_call']['scheduler']}`): **{'met' if d >= 2 else 'not met'}** ({d:.2f}x)")
+        out.append(line)
         pages = [c["page_ready_s"] for c in b.get("cold_start_page", []) if not c["preload"]]
         if pages:
             out.append(f"- app cold start to first ready page <= 10 s: **{'met' if pages[0] <= 10 else 'not met'}** "
@@ -107,6 +112,15 @@ def markdown(r: dict[str, Any], plot_rel: str | None) -> str:
             o, p = b["ours"]["latency"][kind], b["baseline"]["latency"][kind]
             lines.append(_row(f"{label} (n={o['n']})", _s(o["p50"]), _s(o["p95"]), _s(p["p50"]), _s(p["p95"]),
                               f"{b['ratio'][kind]:.2f}"))
+        d = b.get("default_call")
+        if d:
+            lines += ["", f"The default diffusers call (the same inputs, but the pipeline's default "
+                      f"{d['steps']} steps of `{d['scheduler']}`), right after each plain call above:", "",
+                      _row("seconds", "default call p50", "default call p95", "ours / default call"),
+                      _row(*["---"] * 4)]
+            for kind in d["latency"]:
+                lines.append(_row(f"{kind} (n={d['latency'][kind]['n']})", _s(d["latency"][kind]["p50"]),
+                                  _s(d["latency"][kind]["p95"]), f"{b['ratio_default_call'][kind]:.2f}"))
         lines += ["", "Median seconds per stage (denoise = UNet steps + scheduler + pipeline overhead):", "",
                   _row("stage", "portrait ours", "portrait plain", "selfie ours", "selfie plain"), _row(*["---"] * 5)]
         for stage in ("text_encode", "image_embed", "denoise", "decode", "store"):
