@@ -347,3 +347,19 @@ def test_steps_quality_config_parsing():
     for bad in ("dpmpp_2m", "dpmpp_2m:0", ":8", "x:eight"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_configs(bad)
+
+
+def test_report_steps_section_reads_the_files_beside_the_results(bench, tmp_path):
+    from customizer.bench import report
+
+    r = bench[0]
+    assert report.load_steps(tmp_path) == {} and "## Steps" not in report.markdown(r, None, {})
+    (tmp_path / "eval-steps.json").write_text(json.dumps({"command": "python -m customizer.eval --steps N", "steps": {
+        n: {"attribute_accuracy_mean": a, "theme_accuracy": 0.7, "scene_accuracy": 0.9, "expression_accuracy": 0.1,
+            "identity_same_mean": 0.4, "verification_accuracy": 0.5} for n, a in (("12", 0.28), ("8", 0.27))}}))
+    steps = report.load_steps(tmp_path)
+    assert set(steps) == {"eval"}  # steps-quality.json is missing: that part is left out
+    md = report.markdown(r, None, steps)
+    assert "## Steps: does quality hold with fewer?" in md
+    assert "| 12 | 0.28 | 0.7 |" in md and "| 8 | 0.27 | 0.7 |" in md
+    assert md.index("## Steps") < md.index("## Bars of issue 5")

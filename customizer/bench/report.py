@@ -32,10 +32,12 @@ LEFT = [
     "- **Batched candidates**: the largest measured CPU win (see *Batching candidates* above), blocked only by "
     "bit-exact reproduction: the recipe would have to record its batch (size and position) and `reproduce` render "
     "that batch. A change to recipe.py / service.py, not to the engine alone.",
-    "- **Fewer steps / a few-step scheduler, CFG on fewer steps, a tiny VAE decoder**: change the images, so they "
-    "need the trained bundled model and `python -m customizer.eval` to show quality holds; a tiny decoder also needs "
-    "weights that cannot be downloaded here. At SD1.5 size on a CPU the VAE decode alone is a quarter of a 4-step "
-    "selfie.",
+    "- **CFG on fewer steps, a tiny VAE decoder**: change the images, so each needs `python -m customizer.eval` to "
+    "show quality holds; a tiny decoder also needs weights that cannot be downloaded here. On the bundled model "
+    "decode is about 6% of a selfie; at SD1.5 size on a CPU the VAE decode alone is a quarter of a 4-step selfie.",
+    "- **The 2x bar at equal steps**: what is left of a bundled selfie is the UNet (about 90%), at about 3x the "
+    "FLOP floor: small convolutions and 256-token attention on 2 threads, and per-module overhead. Tried by hand, "
+    "not adopted: bf16 on this CPU (AVX512-BF16) saves 5-11% of a UNet step and changes the pixels.",
     "- **Threads**: on a CPU shared with another job one torch thread beats two (see `threads_1`); on an idle 2-core "
     "machine two should win. A deployment setting (`OMP_NUM_THREADS`), not a code default.",
     "- **diffusers' own per-call overhead**: `Attention.forward` runs `inspect.signature` on every call and "
@@ -43,8 +45,9 @@ LEFT = [
     "upstream matter.",
     "- **torch.compile on CPU**: tried by hand on the bundled UNet: about 4 minutes to compile on these 2 cores for "
     "about 10% per step; not worth the cold start.",
-    "- **The trained bundled model**: these figures use random weights of its geometry; rerun when assets/bundled "
-    "lands (speed does not depend on weight values, but its final geometry may change).",
+    "- **OMP_WAIT_POLICY=PASSIVE** (set by the training stages and the character-LoRA process so they share the "
+    "CPU politely) made plain diffusers' 50-step call 3x slower here (4.3 s vs 1.46 s per image): never set it "
+    "for the app's own process.",
     "- **GPU (bf16/fp16, torch.compile or CUDA graphs, the H100 bar)**: no GPU was lent to this task; "
     "`--sd15-full` times real N-step calls with warm-up and repetitions and is the default on cuda.",
 ]
@@ -84,7 +87,41 @@ def _bars(r: dict[str, Any]) -> list[str]:
     return out
 
 
-def markdown(r: dict[str, Any], plot_rel: str | None) -> str:
+def load_steps(side_dir: Path) -> dict[str, Any]:
+    """The step-count evidence kept beside results.json: steps-quality.json (bench/steps_quality.py) and
+    eval-steps.json (python -m customizer.eval --steps N); either may be missing."""
+    out = {}
+    for key, name in (("quality", "steps-quality.json"), ("eval", "eval-steps.json")):
+        if (side_dir / name).is_file():
+            out[key] = json.loads((side_dir / name).read_text())
+    return out
+
+
+def _steps_section(steps: dict[str, Any]) -> list[str]:
+    if not steps:
+        return []
+    lines = ["## Steps: does quality hold with fewer?", "",
+             "The bundled profile runs 8 DPM++ 2M steps. The measuring instruments (weak: README, *The bundled "
+             "model*) score 6, 8 and 12 steps alike. DDPM at diffusers' default 50 steps scores a little higher on "
+             "the attributes than any 6-12 step sampler below (7 heads x n images each; a difference of 0.04 is "
+             "about 1.5 standard errors), the same on theme and scene.", ""]
+    e = steps.get("eval")
+    if e:
+        keys = ("attribute_accuracy_mean", "theme_accuracy", "scene_accuracy", "expression_accuracy",
+                "identity_same_mean", "verification_accuracy")
+        lines += [f"`{e['command']}`" + (f" ({e['note']})" if e.get("note") else "") + ":", "", _row("steps", *keys), _row(*["---"] * (len(keys) + 1))]
+        lines += [_row(n, *[v[k] for k in keys]) for n, v in e["steps"].items()] + [""]
+    q = steps.get("quality")
+    if q:
+        keys = ("attribute_mean", "theme", "scene", "framing", "expression", "seconds_per_image")
+        lines += [f"`python -m customizer.bench.steps_quality`: plain diffusers on the same {q['n']} held-out "
+                  "selfie prompts and seeds (no reference image), only the scheduler and the step count changed:",
+                  "", _row("sampler", *keys), _row(*["---"] * (len(keys) + 1))]
+        lines += [_row(name, *[v[k] for k in keys]) for name, v in q["configs"].items()] + [""]
+    return lines
+
+
+def markdown(r: dict[str, Any], plot_rel: str | None, steps: dict[str, Any] | None = None) -> str:
     m = r["machine"]
     lines = ["# Benchmarks", "",
              "Generated by `python -m customizer.bench.report` from `bench/results.json`, which "
@@ -202,6 +239,7 @@ def markdown(r: dict[str, Any], plot_rel: str | None) -> str:
             f"{k} ours {_s(one_o.get(k, 0))} / plain {_s(one_b.get(k, 0))}" for k in
             ("text_encode", "image_embed", "denoise", "decode")) + f". Matmul rate "
             f"{s['floor']['matmul']['flops_per_s'] / 1e9:.1f} GFLOP/s.", ""]
+    lines += _steps_section(steps or {})
     lines += ["## Bars of issue 5", ""] + _bars(r) + ["", "## Left on the table", "", *LEFT, ""]
     return "\n".join(lines)
 
@@ -212,10 +250,11 @@ def write_report(results: dict[str, Any], md_path: Path, plot_path: Path) -> tup
         import matplotlib  # noqa: F401
     except ImportError:
         print("bench report: matplotlib is not installed; writing the tables without the plot", file=sys.stderr)
-        md_path.write_text(markdown(results, None))
+        md_path.write_text(markdown(results, None, load_steps(md_path.parent / "bench")))
         return md_path, None
     write_plot(results, plot_path)
-    md_path.write_text(markdown(results, os.path.relpath(plot_path, md_path.parent)))
+    md_path.write_text(markdown(results, os.path.relpath(plot_path, md_path.parent),
+                                load_steps(md_path.parent / "bench")))
     return md_path, plot_path
 
 
