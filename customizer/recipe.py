@@ -8,6 +8,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .errors import SpecError, shown
+
+
+def _whole(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -23,6 +29,11 @@ class Recipe:
     guidance: float
     width: int
     height: int
+    # {"seeds": [s0, s1, ...], "index": i}: this image is image i of ONE pipeline call that rendered len(seeds) images
+    # from these same inputs, generator i seeded with seeds[i] (seed == seeds[index]). A batched image differs
+    # slightly from its seed rendered alone, so reproducing it renders the whole batch. None: a single render
+    # (every recipe from before batching)
+    batch: dict[str, Any] | None = None
     loras: dict[str, float] = field(default_factory=dict)   # adapter name -> weight, active ones only
     # sha256 of the character LoRA file among `loras` (its adapter is charlora.adapter_name of it); None: none used
     character_lora_sha256: str | None = None
@@ -52,6 +63,18 @@ class Recipe:
     @classmethod
     def from_json(cls, s: str) -> "Recipe":
         return cls.from_dict(json.loads(s))
+
+    def batch_seeds(self) -> tuple[list[int], int]:
+        """(the seeds of the pipeline call that made this image, its position in it); ([seed], 0) when alone."""
+        if self.batch is None:
+            return [int(self.seed)], 0
+        batch = self.batch if isinstance(self.batch, dict) else {}
+        seeds, index = batch.get("seeds"), batch.get("index")
+        if not (isinstance(seeds, list) and seeds and all(map(_whole, seeds)) and _whole(index)
+                and 0 <= index < len(seeds) and seeds[index] == self.seed):
+            raise SpecError("recipe.batch", f"must be {{'seeds': [...], 'index': i}} with seeds[i] == seed "
+                                            f"({self.seed}), got {shown(self.batch)}")
+        return list(seeds), index
 
     def replace(self, **changes: Any) -> "Recipe":
         d = self.to_dict()

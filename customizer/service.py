@@ -152,14 +152,14 @@ class Studio:
     def _recipe(self, kind: str, prompt, seed: int, settings: Settings, loras: dict[str, float],
                 ip_scale: float = 0.0, reference_sha: str | None = None, controlnet: dict | None = None,
                 extra: dict | None = None, conditioning: list[str] | None = None,
-                character_lora: str | None = None) -> Recipe:
+                character_lora: str | None = None, batch: dict | None = None) -> Recipe:
         engine = self.engine
         return Recipe(
             kind=kind, profile=self.profile.name, model_id=self.profile.base_model,
             model_revision=engine.weights["base"], prompt=prompt.positive, negative_prompt=prompt.negative,
             seed=seed, scheduler=settings.sampler, steps=settings.steps, guidance=settings.guidance,
-            width=settings.width, height=settings.height, loras=loras, character_lora_sha256=character_lora,
-            ip_adapter_scale=ip_scale,
+            width=settings.width, height=settings.height, batch=batch, loras=loras,
+            character_lora_sha256=character_lora, ip_adapter_scale=ip_scale,
             reference_sha256=reference_sha, conditioning_sha256=conditioning, controlnet=controlnet,
             upscale=(self.profile.upscaler or "lanczos2x") if settings.upscale else None,
             device=engine.device, dtype=str(engine.dtype).replace("torch.", ""), versions=dict(engine.versions),
@@ -167,9 +167,17 @@ class Studio:
         )
 
     @gpu(duration=120)
-    def _render(self, recipe: Recipe, embeds: bytes | None = None, reference: Image.Image | None = None):
-        lora = self.store.lora_path(recipe.character_lora_sha256) if recipe.character_lora_sha256 else None
-        return self.engine.render(recipe, reference_embeds=embeds, reference_image=reference, character_lora=lora)
+    def _render(self, recipe: Recipe | list[Recipe], embeds: bytes | None = None,
+                reference: Image.Image | None = None):
+        """One pipeline call: a recipe -> (image, timings); the recipes of one batch -> [(image, timings), ...]
+        (Engine.render_batch). The one place the Studio renders, so a GPU lease covers a whole batch."""
+        first = recipe[0] if isinstance(recipe, list) else recipe
+        sha = first.character_lora_sha256
+        kwargs = {"reference_embeds": embeds, "reference_image": reference,
+                  "character_lora": self.store.lora_path(sha) if sha else None}
+        if isinstance(recipe, list):
+            return self.engine.render_batch(recipe, **kwargs)
+        return self.engine.render(recipe, **kwargs)
 
     def _render_series(self, kind: str, count: int, progress: Progress, recipe_for: Callable[[int], Recipe],
                        save: Callable[[Image.Image, dict], dict], embeds: bytes | None = None,
@@ -187,11 +195,25 @@ class Studio:
         progress(1.0, "done")
         return saved
 
+    def _render_batched(self, label: str, recipes: list[Recipe], progress: Progress,
+                        save: Callable[[Image.Image, dict], dict]) -> list[dict[str, Any]]:
+        """Render the recipes of one batch (Recipe.batch) in one pipeline call, then store each. Each recipe's
+        timings are the whole batch's: extra["batch_seconds"] instead of a per-image "seconds"."""
+        progress(0.0, f"{len(recipes)} {label} in one batch")
+        t0 = time.perf_counter()
+        rendered = self._render(recipes)
+        facts = {"batch_seconds": round(time.perf_counter() - t0, 3)}
+        saved = [save(image, recipe.replace(extra=recipe.extra | facts | {"timings": timings}).to_dict())
+                 for recipe, (image, timings) in zip(recipes, rendered)]
+        progress(1.0, "done")
+        return saved
+
     # ---- design and lock -----------------------------------------------------------------------------------
     def design(self, spec: dict, seed: Any = None, n: Any = 1, advanced: dict | None = None,
                character_id: str | None = None, name: str | None = None, owner: str = "local",
                progress: Progress = _no_progress) -> dict[str, Any]:
-        """Generate n candidate portraits for a (new or still-draft) character; seeds are seed, seed+1, ..."""
+        """Generate n candidate portraits for a (new or still-draft) character; seeds are seed, seed+1, ... n > 1:
+        all in one batched pipeline call (each recipe records the batch; reproduce re-renders it)."""
         spec_obj = CharacterSpec.from_dict(spec)
         n = _count("candidates", n, MAX_CANDIDATES)
         base_seed = resolve_seed(seed)
@@ -205,12 +227,21 @@ class Studio:
         else:
             character = self.store.create_character((name or "").strip() or spec_obj.summary(), spec_obj.to_dict(),
                                                     owner=owner)
+        seeds = [(base_seed + i) % SEED_MAX for i in range(n)]
+
+        def recipe_for(i: int) -> Recipe:
+            # n > 1: one batched call; a batched image is only reproduced by its batch, so the recipe records it
+            return self._recipe("portrait", prompt, seeds[i], settings, loras, extra={"spec": spec_obj.to_dict()},
+                                batch={"seeds": seeds, "index": i} if n > 1 else None)
+
+        def save(image: Image.Image, recipe: dict) -> dict:
+            return self.store.add_candidate(character["id"], image, recipe, owner=owner)
+
         try:
-            candidates = self._render_series(
-                "portrait", n, progress,
-                lambda i: self._recipe("portrait", prompt, (base_seed + i) % SEED_MAX, settings, loras,
-                                       extra={"spec": spec_obj.to_dict()}),
-                lambda image, recipe: self.store.add_candidate(character["id"], image, recipe, owner=owner))
+            if n == 1:
+                candidates = self._render_series("portrait", 1, progress, recipe_for, save)
+            else:
+                candidates = self._render_batched("candidates", [recipe_for(i) for i in range(n)], progress, save)
         except BaseException:
             # a brand-new character whose first render failed is not worth keeping as an empty draft
             if not character_id and not self.store.get_character(character["id"], owner=owner)["candidates"]:

@@ -249,8 +249,10 @@ def test_bench_json_structure_and_consistency(bench):
     pc = b["baseline"]["cold_start"]
     assert 0 < pc["pipeline_ready_s"] < pc["first_portrait_s"]
     assert [p["preload"] for p in b["cold_start_page"]] == [False] and b["cold_start_page"][0]["page_ready_s"] > 0
-    # the candidates of one design share a prompt: the cache answered 3 of every 4
-    assert b["ours"]["prompt_cache"]["hits"] >= 3
+    # every timed portrait and selfie has a new prompt (the 4 candidates of a design are one batched call now,
+    # encoding their shared prompt once), so the cache missed at least once per timed run
+    pc = b["ours"]["prompt_cache"]
+    assert pc["misses"] >= 2 * RUNS and 0 < pc["size"] <= pc["maxsize"]
     ba = b["engine_before_after"]
     assert ba["reproducible"] is True and ba["before"]["n"] == ba["after"]["n"] == RUNS
     assert ba["fused_lora"] is True and ba["max_pixel_diff_vs_before"] >= 0

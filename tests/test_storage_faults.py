@@ -45,6 +45,8 @@ def make_studio(config_path: Path, engine, db: Path, data: Path):
 def fast_render(recipe, embeds=None, reference=None):
     """Rendering is not under test here (and is slow on a busy CPU): a distinct image per recipe, instantly.
     Everything else - recipes, the reference embedding, the store - is the real thing."""
+    if isinstance(recipe, list):  # a design's candidates: one batch (Studio._render of a list)
+        return [fast_render(r) for r in recipe]
     colour = (recipe.seed * 7919 % 256, len(recipe.prompt) % 256, int(recipe.ip_adapter_scale * 255))
     return Image.new("RGB", (recipe.width, recipe.height), colour), {}
 

@@ -29,9 +29,9 @@ VERDICTS = {
 
 # What the numbers point at but this code does not do (yet), and why.
 LEFT = [
-    "- **Batched candidates**: the largest measured CPU win (see *Batching candidates* above), blocked only by "
-    "bit-exact reproduction: the recipe would have to record its batch (size and position) and `reproduce` render "
-    "that batch. A change to recipe.py / service.py, not to the engine alone.",
+    "- **Batched candidates**: done. The candidates of one design (n > 1) are rendered in one pipeline call "
+    "(`Engine.render_batch`); each recipe records its batch (`batch: {seeds, index}`) and `reproduce` re-runs "
+    "the whole batch, so it stays bit-exact. Left: batching selfies, whose likeness retries are sequential.",
     "- **CFG on fewer steps, a tiny VAE decoder**: change the images, so each needs `python -m customizer.eval` to "
     "show quality holds; a tiny decoder also needs weights that cannot be downloaded here. On the bundled model "
     "decode is about 6% of a selfie; at SD1.5 size on a CPU the VAE decode alone is a quarter of a 4-step selfie.",
@@ -45,9 +45,11 @@ LEFT = [
     "upstream matter.",
     "- **torch.compile on CPU**: tried by hand on the bundled UNet: about 4 minutes to compile on these 2 cores for "
     "about 10% per step; not worth the cold start.",
-    "- **OMP_WAIT_POLICY=PASSIVE** (set by the training stages and the character-LoRA process so they share the "
-    "CPU politely) made plain diffusers' 50-step call 3x slower here (4.3 s vs 1.46 s per image): never set it "
-    "for the app's own process.",
+    "- **OMP_WAIT_POLICY**: a deployment setting with opposite effects. On these 2 otherwise idle cores PASSIVE "
+    "made plain diffusers' 50-step call about 3x slower (4.3 s vs 1.46 s per image, bench/steps_quality.py run "
+    "with and without it); on a CPU shared with other processes the default spin-waiting made a training step "
+    "6-20x slower (customizer/training/README.md), so the training stages and the character-LoRA process set "
+    "PASSIVE and the app leaves the default.",
     "- **GPU (bf16/fp16, torch.compile or CUDA graphs, the H100 bar)**: no GPU was lent to this task; "
     "`--sd15-full` times real N-step calls with warm-up and repetitions and is the default on cuda.",
 ]
@@ -141,8 +143,9 @@ def markdown(r: dict[str, Any], plot_rel: str | None, steps: dict[str, Any] | No
                   f"folder's default `{st['baseline_scheduler']}`. Device: {b['ours']['device']['device']} "
                   f"{b['ours']['device']['dtype']}. Both paths render the same prompts, seeds and theme LoRA "
                   "(fantasy 0.6); every timed portrait and selfie has a new prompt. *Ours* is the whole Studio call "
-                  "(render + PNG + SQLite); plain diffusers is the pipeline call alone. Candidates of 4: ours renders "
-                  "them one by one (each reproducible alone), plain diffusers as one batch.", "",
+                  "(render + PNG + SQLite); plain diffusers is the pipeline call alone. Candidates of 4: one batched "
+                  "pipeline call on both sides (ours records the batch in each recipe, so each still reproduces "
+                  "bit for bit).", "",
                   _row("seconds", "ours p50", "ours p95", "plain p50", "plain p95", "ours / plain"),
                   _row(*["---"] * 6)]
         for kind, label in (("portrait", "portrait"), ("selfie", "selfie"), ("candidates4", "candidates of 4")):
@@ -199,7 +202,7 @@ def markdown(r: dict[str, Any], plot_rel: str | None, steps: dict[str, Any] | No
                       f"identical pixels **{ba['reproducible']}**; largest pixel difference to *before* "
                       f"{ba['max_pixel_diff_vs_before']} of 255 (fused LoRA rounds differently). Prompt cache over "
                       f"the timed runs: {b['ours']['prompt_cache']['hits']} hits, "
-                      f"{b['ours']['prompt_cache']['misses']} misses (hits = candidates sharing a prompt).", ""]
+                      f"{b['ours']['prompt_cache']['misses']} misses (hits = a prompt seen before).", ""]
         a = b.get("ablations")
         if a:
             lines += ["### Candidate optimisations (ablations)", "",
@@ -215,8 +218,8 @@ def markdown(r: dict[str, Any], plot_rel: str | None, steps: dict[str, Any] | No
             bt, q = a["batch4"], a["fused_qkv"]
             lines += ["", f"- **Batching candidates** (4 images in one UNet call): {bt['vs_single']:.2f}x the CPU time "
                       f"per image of one at a time, but bit-identical to a single render: **{bt['bit_identical']}** "
-                      f"(max diff {bt['max_abs_diff']:.1e}). Not used: 'reproduce from recipe' renders one image "
-                      "and must match bit for bit; batching needs the recipe to record its batch.",
+                      f"(max diff {bt['max_abs_diff']:.1e}). Used for candidates: each recipe records its batch "
+                      "(seeds, index) and 'reproduce from recipe' re-runs that batch, so it still matches bit for bit.",
                       f"- **Fused QKV** (`fuse_qkv_projections`, on a UNet without IP-Adapter/LoRA): "
                       f"{q['vs_unfused']:.2f}x the CPU time. Not used: it replaces the IP-Adapter attention processors "
                       "and bypasses the peft LoRA layers.", ""]

@@ -3,6 +3,8 @@
 Loads the profile's base pipeline, IP-Adapter, theme LoRAs (peft) and ControlNet (sharing weights via from_pipe),
 then renders Recipes. A Recipe fully determines the image: seed -> CPU generator, scheduler rebuilt per call,
 LoRA weights and IP-Adapter scale set per call. One lock: a diffusers pipeline is not safe to call concurrently.
+Several seeds of the same inputs can render in one call (render_batch: a design's candidates); a batched image is
+not bit-identical to its seed alone, so its recipe records the batch and render() re-runs the whole batch.
 
 Speed (measured by `python -m customizer.bench`, see BENCHMARKS.md): prompt embeddings come from an LRU
 (prompt_cache.py) and reference embeddings from the store's cache - the pipeline gets the very tensors it would have
@@ -204,56 +206,90 @@ class Engine:
                character_lora: str | Path | None = None) -> tuple[Image.Image, dict[str, float]]:
         """Render one recipe. Returns the image and stage timings in seconds: generate (all of it, before any
         upscale), split into text_encode, image_embed, denoise, decode (+ control when a control image is drawn).
-        character_lora: the file of the recipe's character_lora_sha256 (the store's path)."""
-        measured: dict[str, float] = {}
+        character_lora: the file of the recipe's character_lora_sha256 (the store's path). A recipe made in a batch
+        (recipe.batch) is rendered with its whole batch and image `index` returned (the timings are the batch's):
+        a batched image is only reproduced bit for bit by the same batch."""
+        seeds, index = recipe.batch_seeds()
         t0 = time.perf_counter()
         with self._lock, torch.inference_mode():
-            pipe = self.pipe
-            kwargs: dict[str, Any] = {}
-            if recipe.controlnet:
-                if self.cn_pipe is None:
-                    raise ModelUnavailable(f"profile '{self.profile.name}' has no ControlNet")
-                c = recipe.controlnet
-                t = time.perf_counter()
-                kwargs["image"] = control.control_image(c["control"], c.get("preset", ""), reference_image,
-                                                        recipe.width, recipe.height)
-                kwargs["controlnet_conditioning_scale"] = float(c.get("scale", 1.0))
-                measured["control"] = time.perf_counter() - t
-                pipe = self.cn_pipe
-            pipe.scheduler = schedulers.make(recipe.scheduler, self.base_scheduler_config)
-            # a character adapter is only ever the recipe's own file: another one loaded here is not for it to use
-            own = {adapter_name(recipe.character_lora_sha256)} if recipe.character_lora_sha256 else set()
-            if {n for n in recipe.loras if is_character_adapter(n)} != own:
-                raise ModelUnavailable("a recipe's character LoRA must be the one its character_lora_sha256 names")
-            if own:
-                if character_lora is None:
-                    raise ModelUnavailable("this recipe needs its character LoRA file")
-                self._ensure_character_lora(recipe.character_lora_sha256, character_lora)
-            self._apply_loras(recipe.loras)
-            t = time.perf_counter()
-            if self.has_ip_adapter:
-                self._apply_ip_scale(pipe, float(recipe.ip_adapter_scale))
-                embeds = (embeddings.from_bytes(reference_embeds, self.device, self.dtype)
-                          if reference_embeds is not None else self._blank_embeds)
-                kwargs["ip_adapter_image_embeds"] = embeds if recipe.guidance > 1 else embeddings.positive_half(embeds)
-            elif recipe.ip_adapter_scale:
-                raise ModelUnavailable(f"profile '{self.profile.name}' has no IP-Adapter")
-            measured["image_embed"] = time.perf_counter() - t
-            t = time.perf_counter()
-            kwargs |= self._prompt_embeds(pipe, recipe)
-            measured["text_encode"] = time.perf_counter() - t
-            generator = torch.Generator("cpu").manual_seed(int(recipe.seed))
-            with self._clock.recording(measured):
-                image = pipe(num_inference_steps=int(recipe.steps), guidance_scale=float(recipe.guidance),
-                             width=int(recipe.width), height=int(recipe.height), generator=generator,
-                             **kwargs).images[0]
-            generate = time.perf_counter() - t0
-            timings = {"generate": generate, **stages.split(generate, measured)}
-            if recipe.upscale:
-                t1 = time.perf_counter()
-                image = self._upscale(image, recipe)
-                timings["upscale"] = time.perf_counter() - t1
+            images, timings = self._generate(recipe, seeds, t0, reference_embeds, reference_image, character_lora)
+            image = self._upscale_timed(images[index], recipe, timings)
         return image, timings
+
+    def render_batch(self, recipes: list[Recipe], reference_embeds: bytes | None = None,
+                     reference_image: Image.Image | None = None,
+                     character_lora: str | Path | None = None) -> list[tuple[Image.Image, dict[str, float]]]:
+        """Render the recipes of one batch in ONE pipeline call: recipes[i] is image i of it (its batch
+        {seeds, index: i}), all inputs but the seed the same. Each image comes with the whole batch's timings
+        (upscale: the sum over the batch). A single recipe without `batch` is a plain render."""
+        seeds = batch_seeds(recipes)
+        t0 = time.perf_counter()
+        with self._lock, torch.inference_mode():
+            images, timings = self._generate(recipes[0], seeds, t0, reference_embeds, reference_image,
+                                             character_lora)
+            images = [self._upscale_timed(image, r, timings) for image, r in zip(images, recipes)]
+        return [(image, dict(timings)) for image in images]
+
+    def _generate(self, recipe: Recipe, seeds: list[int], t0: float, reference_embeds: bytes | None,
+                  reference_image: Image.Image | None,
+                  character_lora: str | Path | None) -> tuple[list[Image.Image], dict[str, float]]:
+        """One pipeline call for recipe's inputs, image i from a CPU generator seeded with seeds[i]; stage timings
+        of the call since t0 (before any upscale). Caller holds the lock, in inference mode."""
+        measured: dict[str, float] = {}
+        pipe = self.pipe
+        kwargs: dict[str, Any] = {}
+        if recipe.controlnet:
+            if self.cn_pipe is None:
+                raise ModelUnavailable(f"profile '{self.profile.name}' has no ControlNet")
+            c = recipe.controlnet
+            t = time.perf_counter()
+            kwargs["image"] = control.control_image(c["control"], c.get("preset", ""), reference_image,
+                                                    recipe.width, recipe.height)
+            kwargs["controlnet_conditioning_scale"] = float(c.get("scale", 1.0))
+            measured["control"] = time.perf_counter() - t
+            pipe = self.cn_pipe
+        pipe.scheduler = schedulers.make(recipe.scheduler, self.base_scheduler_config)
+        # a character adapter is only ever the recipe's own file: another one loaded here is not for it to use
+        own = {adapter_name(recipe.character_lora_sha256)} if recipe.character_lora_sha256 else set()
+        if {n for n in recipe.loras if is_character_adapter(n)} != own:
+            raise ModelUnavailable("a recipe's character LoRA must be the one its character_lora_sha256 names")
+        if own:
+            if character_lora is None:
+                raise ModelUnavailable("this recipe needs its character LoRA file")
+            self._ensure_character_lora(recipe.character_lora_sha256, character_lora)
+        self._apply_loras(recipe.loras)
+        t = time.perf_counter()
+        if self.has_ip_adapter:
+            self._apply_ip_scale(pipe, float(recipe.ip_adapter_scale))
+            embeds = (embeddings.from_bytes(reference_embeds, self.device, self.dtype)
+                      if reference_embeds is not None else self._blank_embeds)
+            # one image's embeddings: the pipeline repeats them for each of num_images_per_prompt
+            kwargs["ip_adapter_image_embeds"] = embeds if recipe.guidance > 1 else embeddings.positive_half(embeds)
+        elif recipe.ip_adapter_scale:
+            raise ModelUnavailable(f"profile '{self.profile.name}' has no IP-Adapter")
+        measured["image_embed"] = time.perf_counter() - t
+        t = time.perf_counter()
+        kwargs |= self._prompt_embeds(pipe, recipe)  # one prompt's embeddings: repeated per image, as above
+        measured["text_encode"] = time.perf_counter() - t
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        # a batched recipe always gets the list form (what its batch was made with); a single one the generator
+        # itself, as every recipe before batching was
+        generator = generators if recipe.batch is not None else generators[0]
+        with self._clock.recording(measured):
+            images = pipe(num_inference_steps=int(recipe.steps), guidance_scale=float(recipe.guidance),
+                          width=int(recipe.width), height=int(recipe.height), generator=generator,
+                          num_images_per_prompt=len(seeds), **kwargs).images
+        generate = time.perf_counter() - t0
+        return images, {"generate": generate, **stages.split(generate, measured)}
+
+    def _upscale_timed(self, image: Image.Image, recipe: Recipe, timings: dict[str, float]) -> Image.Image:
+        """The recipe's upscale (if any) of one image, its time added to timings["upscale"]."""
+        if not recipe.upscale:
+            return image
+        t = time.perf_counter()
+        image = self._upscale(image, recipe)
+        timings["upscale"] = timings.get("upscale", 0.0) + time.perf_counter() - t
+        return image
 
     def _prompt_embeds(self, pipe, recipe: Recipe) -> dict[str, torch.Tensor]:
         """The pipeline's own encode_prompt, called as its __call__ would, through the LRU: keyword arguments
@@ -311,3 +347,23 @@ class Engine:
         if self.upscaler is None or recipe.upscale != self.profile.upscaler:
             raise ModelUnavailable(f"upscaler {recipe.upscale!r} is not configured in profile '{self.profile.name}'")
         return self.upscaler(image, recipe.prompt, recipe.seed)
+
+
+def batch_seeds(recipes: list[Recipe]) -> list[int]:
+    """The seeds of recipes that form one batch: recipes[i] is image i (recipe.batch), every input but the seed
+    equal (extra holds no inputs). ValueError otherwise."""
+    if not recipes:
+        raise ValueError("no recipes to render")
+    seeds, _ = recipes[0].batch_seeds()
+    inputs = _inputs(recipes[0])
+    if len(recipes) != len(seeds) or any(r.batch_seeds() != (seeds, i) or _inputs(r) != inputs
+                                         for i, r in enumerate(recipes)):
+        raise ValueError("recipes of one batch must be images 0..n-1 of the same batch, with the same inputs")
+    return seeds
+
+
+def _inputs(recipe: Recipe) -> dict[str, Any]:
+    d = recipe.to_dict()
+    for name in ("seed", "batch", "extra"):
+        d.pop(name)
+    return d
