@@ -129,7 +129,7 @@ def trained(tmp_path_factory, tiny_model_dir, tiny_engine):
 def test_settings_are_data_and_profile_overrides_are_checked(config):
     s = charlora.settings()
     assert s["steps"] >= 100 and s["rank"] == 8 and 0 < s["lr"] < 0.01 and s["parallel"] == 1
-    assert "to_q" in s["targets"] and s["strength"] == 1.0
+    assert "to_q" in s["targets"] and s["strength"] == 0.5
     profile = config.profile("tiny")
     over = dataclasses.replace(profile, extra={**profile.extra, "character_lora": {"steps": 3, "lr": 1}})
     assert charlora.settings(over)["steps"] == 3 and charlora.settings(over)["lr"] == 1.0
@@ -213,7 +213,9 @@ def test_selfies_use_the_lora_and_reproduce_bit_identically(trained):
     st, cid, lora = trained.st, trained.cid, trained.job["lora"]
     adapter = charlora.adapter_name(lora["sha256"])
     shot = {"scene": "beach"}
-    on = st.selfie(cid, shot, seed=7, owner=ALICE)[0]  # default: on, at the data file's strength
+    default = st.selfie(cid, shot, seed=7, owner=ALICE)[0]  # default: on, at the data file's strength
+    assert default["recipe"]["loras"] == {adapter: charlora.settings()["strength"]}
+    on = st.selfie(cid, {**shot, "character_lora_strength": 1.0}, seed=7, owner=ALICE)[0]
     off = st.selfie(cid, {**shot, "character_lora": False}, seed=7, owner=ALICE)[0]
     half = st.selfie(cid, {**shot, "character_lora_strength": 0.5}, seed=7, owner=ALICE)[0]
     zero = st.selfie(cid, {**shot, "character_lora_strength": 0.0}, seed=7, owner=ALICE)[0]
