@@ -65,3 +65,17 @@ def app_factory(tiny_config_path, tiny_model_dir):
     yield start
     for app in apps:
         app.stop()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-model tests (restored afterwards): a tiny UNet gains nothing from
+    intra-op threads, and on a shared 2-core box two spin-waiting OpenMP threads per process make each step ~10x
+    slower. Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from customizer.engine.pipeline import batch_seeds
@@ -19,13 +18,7 @@ SPEC = {"hair_colour": "red", "hair_style": "wavy", "eye_colour": "green", "age"
         "theme_strength": 0.6}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny UNet gains nothing from intra-op threads on a shared CPU (as in test_engine.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models run on one thread
 
 
 def px(image: Image.Image) -> np.ndarray:

@@ -19,14 +19,7 @@ from customizer.recipe import Recipe
 DIFFERS = 0.5  # mean |a - b| over uint8 RGB pixels; identical inputs give exactly 0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny UNet is far too small to gain from intra-op threads; on a shared 2-core box two OpenMP threads
-    per process make each step ~10x slower. Restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models run on one thread
 
 
 def px(image: Image.Image) -> np.ndarray:
