@@ -224,7 +224,8 @@ def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None =
 def generate(studios: dict[str, Any], chars: list[dict[str, Any]], selfies_per: int, candidates: int,
              likeness: float, log: Callable[[str], None], lora_studio=None) -> list[dict[str, Any]]:
     """Design -> lock first candidate -> the same selfies (same seeds) through each variant's Studio.
-    Each selfie: (image, shot, attempts, seconds for the accepted selfie)."""
+    Each selfie in chars[i]["variants"][name]: (image, shot, attempts, seconds for the accepted selfie, conditioning
+    images); the plain variant's are the character's selfies (plain_selfies)."""
     from .service import SEED_MAX
 
     # lock through the richest variant, so the reference sheet (if any) is made and scored
@@ -272,11 +273,15 @@ def generate(studios: dict[str, Any], chars: list[dict[str, Any]], selfies_per: 
                                                    len(rec["recipe"].get("conditioning_sha256") or [])))
         out.append({**ch, "character_id": cid, "portraits": [_open(c["path"]) for c in design["candidates"]],
                     "reference": _open(ref["path"]), "variants": variants, "shots": shots,
-                    "selfies": [(im, shot) for im, shot, *_ in variants["plain"]],
                     "lora_training_seconds": lora_seconds})
         log(f"character {i + 1}/{len(chars)}: {len(design['candidates'])} portrait(s), {len(shots)} selfies x "
             f"{len(studios)} variants ({', '.join(studios)}) in {time.perf_counter() - t0:.1f}s")
     return out
+
+
+def plain_selfies(ch: dict[str, Any]) -> list[tuple[Image.Image, dict[str, str]]]:
+    """A generated character's selfies as score() takes them, (image, shot): the plain variant's."""
+    return [(im, shot) for im, shot, *_ in ch["variants"]["plain"]]
 
 
 def _open(path: str) -> Image.Image:
@@ -355,7 +360,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
             retry_policy = studios["retries"].status()["likeness"] if "retries" in studios else None
         finally:
             store.close()
-    scores = score(instr, made, calibrated)
+    scores = score(instr, [{**c, "selfies": plain_selfies(c)} for c in made], calibrated)
     variants = consistency(instr, made, calibrated)
     if "no_ip_adapter" in variants:
         free = variants["no_ip_adapter"]
@@ -367,7 +372,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
     report: dict[str, Any] = {
         "profile": profile.name, "config": str(config.path), "instruments": str(inst_dir),
         "sampler": {"scheduler": profile.scheduler, "steps": profile.steps, "guidance": profile.guidance},
-        "n_characters": len(made), "n_selfies": sum(len(c["selfies"]) for c in made),
+        "n_characters": len(made), "n_selfies": sum(len(c["variants"]["plain"]) for c in made),
         "n_portraits": sum(len(c["portraits"]) for c in made), "selfies_per_character": selfies_per,
         "likeness": likeness, "ip_adapter_scale": plain.likeness_to_scale(likeness) if profile.ip_adapter else 0.0,
         **scores,
@@ -391,7 +396,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
     report["engine"] = engine_info
     report["generation_seconds"] = round(gen_seconds, 1)
     cols = 1 + selfies_per
-    contact_sheet([[c["reference"]] + [im for im, _ in c["selfies"]] for c in made], cols).save(
+    contact_sheet([[c["reference"]] + [im for im, _ in plain_selfies(c)] for c in made], cols).save(
         out / "contact_sheet.png")
     if "no_ip_adapter" in profiles:
         contact_sheet([[c["reference"]] + [v[0] for v in c["variants"]["no_ip_adapter"]] for c in made],

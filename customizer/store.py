@@ -499,6 +499,14 @@ class Store:
         marks = ",".join("?" * len(shas))
         return [r[0] for r in db.execute(f"{sql} AND sha256 IN ({marks})", shas).fetchall()]
 
+    def _delete_unreferenced_images(self, db: sqlite_utils.Database, shas: list[str]) -> list[str]:
+        """Inside the transaction: delete the rows of those of `shas` nothing references any more; returns their
+        shas, whose files the caller removes (_remove_if_orphan) after the commit, still holding the lock."""
+        dead = self._unreferenced_images(db, shas)
+        for sha in dead:
+            db.execute("DELETE FROM images WHERE sha256 = ?", [sha])
+        return dead
+
     def _scan_files(self) -> Iterator[tuple[str, Path]]:
         for kind in _EXT:
             root = self.data_dir / kind
@@ -552,6 +560,15 @@ class Store:
         rows = list(db.query("SELECT * FROM characters WHERE id = ? AND owner = ?", [character_id, owner]))
         if not rows:
             raise NotFound(f"character {str(character_id)[:64]} not found")
+        return rows[0]
+
+    def _owned_row(self, db: sqlite_utils.Database, table: str, what: str, row_id: str, owner: str) -> dict:
+        """The row of `table` (one with a character_id) by id, if its character is the owner's: another owner's
+        row is indistinguishable from a missing one (NotFound "<what> <id> not found")."""
+        rows = list(db.query(f"SELECT t.* FROM {table} t JOIN characters c ON c.id = t.character_id "
+                             "WHERE t.id = ? AND c.owner = ?", [row_id, owner]))
+        if not rows:
+            raise NotFound(f"{what} {str(row_id)[:64]} not found")
         return rows[0]
 
     def _summary(self, db: sqlite_utils.Database, c: dict) -> dict:
@@ -668,9 +685,7 @@ class Store:
                 loras = [r[0] for r in db.execute("SELECT sha256 FROM character_loras WHERE character_id = ?",
                                                   [character_id]).fetchall()]
                 db.execute("DELETE FROM characters WHERE id = ?", [character_id])  # cascades to children
-                dead = self._unreferenced_images(db, shas)
-                for sha in dead:
-                    db.execute("DELETE FROM images WHERE sha256 = ?", [sha])
+                dead = self._delete_unreferenced_images(db, shas)
             for sha in dead:
                 self._remove_if_orphan("images", sha)
             for sha in blobs:
@@ -743,12 +758,8 @@ class Store:
 
     def get_candidate(self, candidate_id: str, owner: str = "local") -> dict:
         with self._read() as db:
-            rows = list(db.query(
-                "SELECT k.* FROM candidates k JOIN characters c ON c.id = k.character_id "
-                "WHERE k.id = ? AND c.owner = ?", [candidate_id, owner]))
-        if not rows:
-            raise NotFound(f"candidate {str(candidate_id)[:64]} not found")
-        return self._candidate_dict(rows[0])
+            row = self._owned_row(db, "candidates", "candidate", candidate_id, owner)
+        return self._candidate_dict(row)
 
     def lock(self, character_id: str, candidate_id: str, owner: str = "local") -> dict:
         with self._tx() as db:
@@ -899,11 +910,7 @@ class Store:
         if not isinstance(accepted, bool):
             raise SpecError("accepted", f"must be true or false, got {shown(accepted)}")
         with self._tx() as db:
-            rows = list(db.query("SELECT s.* FROM selfies s JOIN characters c ON c.id = s.character_id "
-                                 "WHERE s.id = ? AND c.owner = ?", [selfie_id, owner]))
-            if not rows:
-                raise NotFound(f"selfie {str(selfie_id)[:64]} not found")
-            row = rows[0]
+            row = self._owned_row(db, "selfies", "selfie", selfie_id, owner)
             if accepted != (row.get("accepted_at") is not None):  # keep the first acceptance time
                 row["accepted_at"] = _now() if accepted else None
                 db.execute("UPDATE selfies SET accepted_at = ? WHERE id = ?", [row["accepted_at"], selfie_id])
@@ -911,12 +918,8 @@ class Store:
 
     def get_selfie(self, selfie_id: str, owner: str = "local") -> dict:
         with self._read() as db:
-            rows = list(db.query(
-                "SELECT s.* FROM selfies s JOIN characters c ON c.id = s.character_id WHERE s.id = ? AND c.owner = ?",
-                [selfie_id, owner]))
-        if not rows:
-            raise NotFound(f"selfie {str(selfie_id)[:64]} not found")
-        return self._selfie_dict(rows[0])
+            row = self._owned_row(db, "selfies", "selfie", selfie_id, owner)
+        return self._selfie_dict(row)
 
     # ------------------------------------------------------------ character LoRAs
 
@@ -986,25 +989,16 @@ class Store:
 
     def get_pack(self, pack_id: str, owner: str = "local") -> dict:
         with self._read() as db:
-            rows = list(db.query("SELECT p.* FROM packs p JOIN characters c ON c.id = p.character_id "
-                                 "WHERE p.id = ? AND c.owner = ?", [pack_id, owner]))
-            if not rows:
-                raise NotFound(f"pack {str(pack_id)[:64]} not found")
-            return self._pack_with_items(db, rows[0])
+            return self._pack_with_items(db, self._owned_row(db, "packs", "pack", pack_id, owner))
 
     def delete_pack(self, pack_id: str, owner: str = "local") -> None:
         """The pack and its selfies (their images too, unless something else uses them)."""
         with self._lock:
             with self._tx() as db:
-                rows = list(db.query("SELECT p.id FROM packs p JOIN characters c ON c.id = p.character_id "
-                                     "WHERE p.id = ? AND c.owner = ?", [pack_id, owner]))
-                if not rows:
-                    raise NotFound(f"pack {str(pack_id)[:64]} not found")
+                self._owned_row(db, "packs", "pack", pack_id, owner)
                 shas = [r[0] for r in db.execute("SELECT image_sha256 FROM selfies WHERE pack_id = ?", [pack_id])]
                 db.execute("DELETE FROM packs WHERE id = ?", [pack_id])  # cascades to its selfies
-                dead = self._unreferenced_images(db, sorted(set(shas)))
-                for sha in dead:
-                    db.execute("DELETE FROM images WHERE sha256 = ?", [sha])
+                dead = self._delete_unreferenced_images(db, sorted(set(shas)))
             for sha in dead:
                 self._remove_if_orphan("images", sha)
 

@@ -13,16 +13,13 @@ from PIL import Image
 from customizer.engine.pipeline import batch_seeds
 from customizer.errors import SpecError
 from customizer.recipe import Recipe
+from pixel_helpers import px
 
 SPEC = {"hair_colour": "red", "hair_style": "wavy", "eye_colour": "green", "age": 34, "theme": "fantasy",
         "theme_strength": 0.6}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models run on one thread
-
-
-def px(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
 def stored(path) -> np.ndarray:

@@ -15,15 +15,12 @@ from PIL import Image
 from customizer.engine import control, embeddings, fingerprint, schedulers, upscale
 from customizer.errors import ModelUnavailable
 from customizer.recipe import Recipe
+from pixel_helpers import px
 
 DIFFERS = 0.5  # mean |a - b| over uint8 RGB pixels; identical inputs give exactly 0
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models run on one thread
-
-
-def px(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
 def diff(a: Image.Image, b: Image.Image) -> float:
