@@ -87,6 +87,7 @@ class Profile:
     scheduler: str = "dpmpp_2m"
     steps: int = 20
     guidance: float = 6.0
+    guidance_end: float = 1.0  # CFG on this fraction of the steps (the first ones), 1.0 = all (engine/guidance.py)
     width: int = 512
     height: int = 512
     device: str = "auto"
@@ -140,8 +141,11 @@ def _profile(name: str, raw: dict[str, Any], base: Path) -> Profile:
             )
             for t, v in (raw.get("themes") or {}).items()
         }
+        guidance_end = float(raw.get("guidance_end", 1.0))
+        if not 0 < guidance_end <= 1:
+            raise ValueError(f"guidance_end must be in (0, 1] (a fraction of the steps), got {guidance_end}")
         known = {"family", "base_model", "ip_adapter", "controlnet", "themes", "scheduler", "steps", "guidance",
-                 "width", "height", "device", "dtype", "upscaler", "allow_download", "likeness"}
+                 "guidance_end", "width", "height", "device", "dtype", "upscaler", "allow_download", "likeness"}
         return Profile(
             name=name,
             family=str(raw.get("family", "sd15")),
@@ -159,6 +163,7 @@ def _profile(name: str, raw: dict[str, Any], base: Path) -> Profile:
             scheduler=str(raw.get("scheduler", "dpmpp_2m")),
             steps=int(raw.get("steps", 20)),
             guidance=float(raw.get("guidance", 6.0)),
+            guidance_end=guidance_end,
             width=int(raw.get("width", 512)),
             height=int(raw.get("height", 512)),
             device=str(raw.get("device", "auto")),

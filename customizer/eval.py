@@ -319,7 +319,8 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
              candidates: int = 1, likeness: float | None = None, no_ip_pass: bool = True,
              renderer_ceiling: bool = True, log: Callable[[str], None] = print,
              band: tuple[float, float] | None = None, max_attempts: int | None = None,
-             character_lora: bool = False, steps: int | None = None) -> dict[str, Any]:
+             character_lora: bool = False, steps: int | None = None,
+             guidance_end: float | None = None) -> dict[str, Any]:
     from .availability import require_available
     from .service import Studio
     from .store import Store
@@ -331,6 +332,8 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
     profile = config.profile(profile_name)
     if steps is not None:  # the same eval at another step count: does quality hold with fewer?
         profile = dataclasses.replace(profile, steps=int(steps))
+    if guidance_end is not None:  # ... and with classifier-free guidance on fewer of the steps?
+        profile = dataclasses.replace(profile, guidance_end=float(guidance_end))
     require_available(profile)
     inst_dir = Path(instruments) if instruments else DEFAULT_INSTRUMENTS
     instr = Instruments.load(inst_dir)
@@ -371,7 +374,8 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
         scores["identity_no_ip_adapter"] = {**scores["identity"], "note": "profile has no IP-Adapter"}
     report: dict[str, Any] = {
         "profile": profile.name, "config": str(config.path), "instruments": str(inst_dir),
-        "sampler": {"scheduler": profile.scheduler, "steps": profile.steps, "guidance": profile.guidance},
+        "sampler": {"scheduler": profile.scheduler, "steps": profile.steps, "guidance": profile.guidance,
+                    "guidance_end": profile.guidance_end},
         "n_characters": len(made), "n_selfies": sum(len(c["variants"]["plain"]) for c in made),
         "n_portraits": sum(len(c["portraits"]) for c in made), "selfies_per_character": selfies_per,
         "likeness": likeness, "ip_adapter_scale": plain.likeness_to_scale(likeness) if profile.ip_adapter else 0.0,
@@ -428,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--character-lora", action="store_true",
                     help="add the character_lora variant (trains one LoRA per character: ~2 min each on 2 cores)")
     ap.add_argument("--steps", type=int, default=None, help="sampler steps (default: the profile's)")
+    ap.add_argument("--guidance-end", type=float, default=None,
+                    help="fraction of the steps (the first ones) with classifier-free guidance (default: the "
+                         "profile's)")
     args = ap.parse_args(argv)
     if args.characters < 2:
         ap.error("--characters must be at least 2 (identity needs other characters to compare with)")
@@ -439,12 +446,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--max-attempts must be 1 to 10")
     if args.steps is not None and not 1 <= args.steps <= 150:
         ap.error("--steps must be 1 to 150")
+    if args.guidance_end is not None and not 0 < args.guidance_end <= 1:
+        ap.error("--guidance-end must be in (0, 1]")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         report = run_eval(args.out, args.profile, args.config, args.characters, args.selfies_per,
                           args.instruments, args.candidates, args.likeness, not args.no_ip_pass, log=log,
                           band=tuple(args.band) if args.band else None, max_attempts=args.max_attempts,
-                          character_lora=args.character_lora, steps=args.steps)
+                          character_lora=args.character_lora, steps=args.steps,
+                          guidance_end=args.guidance_end)
     except (ConfigError, ModelUnavailable, FileNotFoundError, CustomizerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

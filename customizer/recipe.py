@@ -5,10 +5,25 @@ Plain data (JSON-able), so the store can keep it and the UI can show it without 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import SpecError, shown
+
+
+def cfg_steps(steps: int, guidance_end: float | None) -> int:
+    """How many of the first `steps` steps run classifier-free guidance: ceil(guidance_end * steps), at least 1;
+    all of them when guidance_end is None."""
+    if guidance_end is None:
+        return steps
+    return max(1, min(steps, math.ceil(float(guidance_end) * steps - 1e-9)))
+
+
+def recipe_guidance_end(steps: int, guidance: float, guidance_end: float) -> float | None:
+    """The recipe's guidance_end for these settings: None where the interval changes nothing (CFG off, or on
+    every step), so such recipes stay as they were before the interval existed."""
+    return None if guidance <= 1 or cfg_steps(steps, guidance_end) >= steps else float(guidance_end)
 
 
 def _whole(x: Any) -> bool:
@@ -34,6 +49,9 @@ class Recipe:
     # slightly from its seed rendered alone, so reproducing it renders the whole batch. None: a single render
     # (every recipe from before batching)
     batch: dict[str, Any] | None = None
+    # classifier-free guidance on the first ceil(guidance_end * steps) steps only, the rest on the positive prompt
+    # alone (engine/guidance.py); None: on every step (every recipe from before the interval)
+    guidance_end: float | None = None
     loras: dict[str, float] = field(default_factory=dict)   # adapter name -> weight, active ones only
     # sha256 of the character LoRA file among `loras` (its adapter is charlora.adapter_name of it); None: none used
     character_lora_sha256: str | None = None
@@ -75,6 +93,16 @@ class Recipe:
             raise SpecError("recipe.batch", f"must be {{'seeds': [...], 'index': i}} with seeds[i] == seed "
                                             f"({self.seed}), got {shown(self.batch)}")
         return list(seeds), index
+
+    def cfg_steps(self) -> int:
+        """Steps that run classifier-free guidance (the first ones); 0 without CFG."""
+        if self.guidance <= 1:
+            return 0
+        end = self.guidance_end
+        if end is not None and not (isinstance(end, (int, float)) and not isinstance(end, bool)
+                                    and math.isfinite(end) and 0 < end <= 1):
+            raise SpecError("recipe.guidance_end", f"must be a fraction in (0, 1], got {shown(end)}")
+        return cfg_steps(int(self.steps), end)
 
     def replace(self, **changes: Any) -> "Recipe":
         d = self.to_dict()

@@ -27,7 +27,7 @@ from .likeness.retry import Attempt, attempt_seeds, best_of
 from .lora_jobs import LoraJobs
 from .packs import DEFAULT_KIND, pack_kind
 from .prompts import portrait_prompt, selfie_prompt
-from .recipe import Recipe
+from .recipe import Recipe, recipe_guidance_end
 from .settings import Settings, samplers
 from .store import Store
 
@@ -159,6 +159,7 @@ class Studio:
             model_revision=engine.weights["base"], prompt=prompt.positive, negative_prompt=prompt.negative,
             seed=seed, scheduler=settings.sampler, steps=settings.steps, guidance=settings.guidance,
             width=settings.width, height=settings.height, batch=batch, loras=loras,
+            guidance_end=recipe_guidance_end(settings.steps, settings.guidance, settings.guidance_end),
             character_lora_sha256=character_lora, ip_adapter_scale=ip_scale,
             reference_sha256=reference_sha, conditioning_sha256=conditioning, controlnet=controlnet,
             upscale=(self.profile.upscaler or "lanczos2x") if settings.upscale else None,

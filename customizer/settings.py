@@ -18,6 +18,7 @@ from .errors import SpecError, shown
 SCHEDULERS = Path(__file__).resolve().parent / "data" / "schedulers.yaml"
 STEPS = (1, 100)
 GUIDANCE = (0.0, 20.0)
+GUIDANCE_END = (0.1, 1.0)  # fraction of the steps (the first ones) that run classifier-free guidance
 SIZE = (32, 2048)
 MAX_NEGATIVE = 600
 
@@ -55,18 +56,20 @@ class Settings:
     height: int
     negative: str | None  # None = the default negative prompt
     upscale: bool = False
+    guidance_end: float = 1.0  # CFG on this fraction of the steps, 1.0 = all (engine/guidance.py)
 
     @classmethod
     def resolve(cls, profile: Profile, raw: dict[str, Any] | None) -> "Settings":
         """Fill unset values from the profile and validate. Unknown keys are refused."""
         if raw is not None and not isinstance(raw, Mapping):
-            raise SpecError("advanced", f"must be an object of settings (sampler, steps, guidance, width, height, "
-                                        f"negative, upscale), got {type(raw).__name__}")
+            raise SpecError("advanced", f"must be an object of settings (sampler, steps, guidance, guidance_end, "
+                                        f"width, height, negative, upscale), got {type(raw).__name__}")
         raw = dict(raw or {})
-        unknown = set(raw) - {"sampler", "steps", "guidance", "width", "height", "negative", "upscale"}
+        unknown = set(raw) - {"sampler", "steps", "guidance", "guidance_end", "width", "height", "negative",
+                            "upscale"}
         if unknown:
-            raise SpecError(sorted(unknown)[0], "unknown advanced setting; valid: sampler, steps, guidance, width, "
-                                                "height, negative, upscale")
+            raise SpecError(sorted(unknown)[0], "unknown advanced setting; valid: sampler, steps, guidance, "
+                                                "guidance_end, width, height, negative, upscale")
 
         def pick(key: str, default: Any) -> Any:
             value = raw.get(key)
@@ -94,7 +97,9 @@ class Settings:
         return cls(sampler=sampler,
                    steps=_number("steps", pick("steps", profile.steps), *STEPS, integer=True),
                    guidance=_number("guidance", pick("guidance", profile.guidance), *GUIDANCE, integer=False),
-                   width=size["width"], height=size["height"], negative=negative, upscale=upscale)
+                   width=size["width"], height=size["height"], negative=negative, upscale=upscale,
+                   guidance_end=_number("guidance_end", pick("guidance_end", profile.guidance_end), *GUIDANCE_END,
+                                        integer=False))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -125,6 +125,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
                     sampler = gr.Dropdown(samplers, value=profile.scheduler, label="Sampler")
                     steps = gr.Slider(1, 100, value=profile.steps, step=1, label="Steps")
                     guidance = gr.Slider(0, 20, value=profile.guidance, step=0.5, label="Guidance")
+                    guidance_end = gr.Slider(0.1, 1.0, value=profile.guidance_end, step=0.05,
+                                             label="Guidance on the first ... of the steps",
+                                             info="1 = every step; less is faster, the late steps matter least")
                 with gr.Row():
                     width = gr.Slider(SIZE[0], size_max, value=profile.width, step=8, label="Width")
                     height = gr.Slider(SIZE[0], size_max, value=profile.height, step=8, label="Height")
@@ -132,7 +135,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                                           info="learned upscaler if the profile has one, else Lanczos")
                 negative = gr.Textbox(studio_default_negative(), label="Negative prompt", lines=2,
                                       info="safety terms are always added", elem_id=f"{prefix}-negative")
-            return [sampler, steps, guidance, width, height, negative, upscale]
+            return [sampler, steps, guidance, guidance_end, width, height, negative, upscale]
 
         with gr.Tabs() as tabs:
             # ---------------------------------------------------------------- design
@@ -273,9 +276,10 @@ def build_demo(studio: Studio) -> gr.Blocks:
             return spec
 
         def advanced_from(values: list[Any]) -> dict[str, Any]:
-            sampler_, steps_, guidance_, width_, height_, negative_, upscale_ = values
-            return {"sampler": sampler_, "steps": int(steps_), "guidance": float(guidance_), "width": int(width_),
-                    "height": int(height_), "negative": negative_, "upscale": bool(upscale_)}
+            sampler_, steps_, guidance_, guidance_end_, width_, height_, negative_, upscale_ = values
+            return {"sampler": sampler_, "steps": int(steps_), "guidance": float(guidance_),
+                    "guidance_end": float(guidance_end_), "width": int(width_), "height": int(height_),
+                    "negative": negative_, "upscale": bool(upscale_)}
 
         n_design, n_adv = len(design_keys), len(design_adv)
 
@@ -776,7 +780,8 @@ def add_api(studio: Studio) -> None:
     endpoint("design_candidates", design_candidates,
              "Generate candidate portraits. Request: {spec: {hair_colour, ..., age, theme, theme_strength, extra}, "
              "seed (-1 random), n (1-4), name?, character_id? (a draft to redesign), advanced?: {sampler, steps, "
-             "guidance, width, height, negative, upscale}}. Returns {character_id, candidates} and the images.")
+             "guidance, guidance_end, width, height, negative, upscale}}. Returns {character_id, candidates} and "
+             "the images.")
     endpoint("lock", lock, "Lock a candidate as the reference: {character_id, candidate_id}. Returns the reference "
              "with its reference sheet (views rendered from it, each with its likeness score and whether it "
              "conditions selfies); images: the reference, then the sheet views.")

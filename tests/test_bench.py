@@ -254,8 +254,13 @@ def test_bench_json_structure_and_consistency(bench):
     pc = b["ours"]["prompt_cache"]
     assert pc["misses"] >= 2 * RUNS and 0 < pc["size"] <= pc["maxsize"]
     ba = b["engine_before_after"]
-    assert ba["reproducible"] is True and ba["before"]["n"] == ba["after"]["n"] == RUNS
+    assert ba["reproducible"] is True and ba["before"]["n"] == ba["after"]["n"] == ba["interval"]["n"] == RUNS
     assert ba["fused_lora"] is True and ba["max_pixel_diff_vs_before"] >= 0
+    # the profile guides every step; the interval probe (CFG on the first half) is timed beside it and shows
+    assert b["settings"]["guidance_end"] == 1.0
+    iv = ba["interval"]
+    assert (iv["guidance_end"], iv["cfg_steps"], iv["steps"]) == (0.5, 1, 2) and iv["mean_pixel_diff_vs_after"] > 0
+    assert math.isclose(iv["over_after"], iv["p50"] / ba["after"]["p50"])
 
 
 def test_bench_floor_and_flops(bench):
@@ -328,12 +333,15 @@ def test_steps_quality_scores_each_sampler_on_the_same_prompts():
     from customizer.bench import steps_quality
 
     folder = REPO / "assets" / "bundled"
-    r = steps_quality.measure(folder, [("default", 2), ("dpmpp_2m", 2), ("dpmpp_2m", 3)], n=2, guidance=5.0,
-                              size=128)
+    r = steps_quality.measure(folder, [("default", 2, 1.0), ("dpmpp_2m", 2, 1.0), ("dpmpp_2m", 3, 1.0),
+                                       ("dpmpp_2m", 3, 0.5)], n=2, guidance=5.0, size=128)
     assert r["n"] == 2 and list(r["configs"]) == ["DDPMScheduler@2", "DPMSolverMultistepScheduler@2",
-                                                   "DPMSolverMultistepScheduler@3"]
+                                                   "DPMSolverMultistepScheduler@3",
+                                                   "DPMSolverMultistepScheduler@3 cfg 0.5"]
+    assert [c["cfg_steps"] for c in r["configs"].values()] == [2, 2, 3, 2]
     for c in r["configs"].values():
-        assert set(c) == {"sampler", "steps", "attribute_mean", *steps_quality.SHOT, "seconds_per_image"}
+        assert set(c) == {"sampler", "steps", "guidance_end", "cfg_steps", "attribute_mean", *steps_quality.SHOT,
+                          "seconds_per_image"}
         assert c["seconds_per_image"] > 0
         assert all(0 <= c[k] <= 1 for k in ("attribute_mean", *steps_quality.SHOT))
         # n = 2: every accuracy is a count out of 2 (the attribute mean out of 14)
@@ -345,8 +353,9 @@ def test_steps_quality_scores_each_sampler_on_the_same_prompts():
 def test_steps_quality_config_parsing():
     from customizer.bench.steps_quality import parse_configs
 
-    assert parse_configs("default:50, dpmpp_2m:8") == [("default", 50), ("dpmpp_2m", 8)]
-    for bad in ("dpmpp_2m", "dpmpp_2m:0", ":8", "x:eight"):
+    assert parse_configs("default:50, dpmpp_2m:8, dpmpp_2m:8:0.5") == [("default", 50, 1.0), ("dpmpp_2m", 8, 1.0),
+                                                                        ("dpmpp_2m", 8, 0.5)]
+    for bad in ("dpmpp_2m", "dpmpp_2m:0", ":8", "x:eight", "x:8:0", "x:8:1.5", "x:8:half", "x:8:0.5:1"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_configs(bad)
 
@@ -364,4 +373,9 @@ def test_report_steps_section_reads_the_files_beside_the_results(bench, tmp_path
     md = report.markdown(r, None, steps)
     assert "## Steps: does quality hold with fewer?" in md
     assert "| 12 | 0.28 | 0.7 |" in md and "| 8 | 0.27 | 0.7 |" in md
+    assert "### Guidance interval" not in md
+    (tmp_path / "guidance-quality.json").write_text(json.dumps({"n": 3, "configs": {"X@8 cfg 0.5": {
+        "cfg_steps": 4, "attribute_mean": 0.16, "theme": 0.73, "scene": 0.9, "framing": 0.62, "expression": 0.07}}}))
+    md = report.markdown(r, None, report.load_steps(tmp_path))
+    assert "### Guidance interval" in md and "| X@8 cfg 0.5 | 4 | 0.16 | 0.73 | 0.9 | 0.62 | 0.07 |" in md
     assert md.index("## Steps") < md.index("## Bars of issue 5")

@@ -28,6 +28,8 @@ ENGINE_OPTIMISATIONS = {
     "reference_embeddings": "the locked reference's IP-Adapter embedding is computed once (at lock) and stored",
     "adapter_state": "set_adapters / disable_lora / set_ip_adapter_scale only when a recipe changes them",
     "fused_lora": "one active theme LoRA fused into the UNet weights (restored from a pristine copy on change)",
+    "guidance_interval": "classifier-free guidance on the profile's first fraction of the steps (guidance_end), the "
+                         "late steps on the positive prompt alone at half the UNet batch",
 }
 
 
@@ -50,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, help="untimed runs first (default 2, quick 1)")
     ap.add_argument("--candidate-reps", type=int, help="timed candidates-of-4 designs (default 3, quick 1)")
     ap.add_argument("--steps", type=int, help="denoising steps (default: the bundled profile's)")
+    ap.add_argument("--guidance-end", type=float,
+                    help="fraction of the steps with classifier-free guidance on our path (default: the bundled "
+                         "profile's; plain diffusers always guides every step)")
     ap.add_argument("--size", type=int, help="image side in pixels (default: the geometry's resolution)")
     ap.add_argument("--threads", type=int, help="torch intra-op threads for both paths (default: torch's)")
     ap.add_argument("--cache-dir", type=Path, default=weights.CACHE, help="where random-weights folders are kept")
@@ -67,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--note", help="a line for BENCHMARKS.md, e.g. what else was running on the machine")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per child process")
     args = ap.parse_args(argv)
+    if args.guidance_end is not None and not 0 < args.guidance_end <= 1:
+        ap.error("--guidance-end must be in (0, 1]")
     q = args.quick
     args.runs = args.runs or (3 if q else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 2)
@@ -97,9 +104,10 @@ def bundled_part(args, workdir: Path) -> dict[str, Any]:
     folder, source = weights.bundled_model(args.geometry, args.cache_dir, not args.random_weights, log)
     base = load_config().profiles["bundled"]
     settings = {"steps": args.steps or base.steps, "guidance": base.guidance, "scheduler": base.scheduler,
-                "size": args.size or _geometry_resolution(args.geometry)}
+                "size": args.size or _geometry_resolution(args.geometry),
+                "guidance_end": base.guidance_end if args.guidance_end is None else args.guidance_end}
     raw = weights.profile_raw(folder, settings["steps"], settings["guidance"], settings["size"],
-                              settings["scheduler"])
+                              settings["scheduler"], settings["guidance_end"])
     themes = sorted(raw["themes"])
     log(f"bundled ({source['source']} weights, {settings['size']} px, {settings['steps']} steps): cold starts")
     ours_cold = child("ours_cold", {"workdir": str(workdir / "cold"), "profile": raw}, workdir, args.timeout)

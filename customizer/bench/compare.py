@@ -40,16 +40,22 @@ def _default_steps() -> int:
     return int(inspect.signature(StableDiffusionPipeline.__call__).parameters["num_inference_steps"].default)
 
 
+INTERVAL_PROBE = 0.5  # the guidance interval timed beside the profile's render: CFG on the first half of the steps
+
+
 def engine_before_after(engine, recipe, embeds, rounds: int) -> dict[str, Any]:
     """This change's engine optimisations off and on, interleaved, on one themed selfie recipe.
 
     before = the engine as it was: LoRA as peft's unfused branch, set_adapters and the IP-Adapter scale re-applied
-    on every render. after = the engine now, in the state of a user's next selfie: theme already fused, state
-    already applied. Both encode the prompt (a new selfie has a new prompt: the cache does not help here).
+    on every render, CFG on every step. after = the engine now, in the state of a user's next selfie: theme already
+    fused, state already applied, the recipe as the profile makes it. interval = after with CFG on the first
+    INTERVAL_PROBE of the steps only (a setting the bundled profile does not use: BENCHMARKS.md, *Guidance
+    interval*). All encode the prompt (a new selfie has a new prompt: the cache does not help here).
     """
     import numpy as np
 
     fuser = engine._fuser
+    probe = recipe.replace(guidance_end=INTERVAL_PROBE)
 
     def before():
         engine.prompts.clear()
@@ -57,7 +63,7 @@ def engine_before_after(engine, recipe, embeds, rounds: int) -> dict[str, Any]:
             fuser.restore()
         engine._fuser, engine._lora_state, engine._ip_scale = None, None, None
         try:
-            return engine.render(recipe, reference_embeds=embeds)
+            return engine.render(recipe.replace(guidance_end=None), reference_embeds=embeds)
         finally:
             engine._fuser, engine._lora_state = fuser, None
 
@@ -65,21 +71,29 @@ def engine_before_after(engine, recipe, embeds, rounds: int) -> dict[str, Any]:
         engine.prompts.clear()
         engine._apply_loras(recipe.loras)  # the theme as the previous selfie left it
 
-    times: dict[str, list[float]] = {"before": [], "after": []}
+    times: dict[str, list[float]] = {"before": [], "after": [], "interval": []}
     images = {}
     for _ in range(rounds):
         for name, setup, fn in (("before", lambda: None, before),
-                                ("after", after_setup, lambda: engine.render(recipe, reference_embeds=embeds))):
+                                ("after", after_setup, lambda: engine.render(recipe, reference_embeds=embeds)),
+                                ("interval", after_setup, lambda: engine.render(probe, reference_embeds=embeds))):
             setup()
             t = time.perf_counter()
             images[name] = fn()[0]
             times[name].append(time.perf_counter() - t)
     again = engine.render(recipe, reference_embeds=embeds)[0]
-    b, a = stats.summary(times["before"]), stats.summary(times["after"])
-    diff = np.abs(np.asarray(images["before"], dtype=np.int16) - np.asarray(images["after"], dtype=np.int16))
+    b, a, iv = (stats.summary(times[k]) for k in ("before", "after", "interval"))
+
+    def diff(x: str, y: str) -> np.ndarray:
+        return np.abs(np.asarray(images[x], dtype=np.int16) - np.asarray(images[y], dtype=np.int16))
+
     return {"before": b, "after": a, "after_over_before": a["p50"] / b["p50"], "fused_lora": fuser is not None,
-            "same_pixels_as_before": bool(diff.max() == 0), "max_pixel_diff_vs_before": int(diff.max()),
-            "reproducible": again.tobytes() == images["after"].tobytes()}
+            "same_pixels_as_before": bool(diff("before", "after").max() == 0),
+            "max_pixel_diff_vs_before": int(diff("before", "after").max()),
+            "reproducible": again.tobytes() == images["after"].tobytes(),
+            "interval": iv | {"guidance_end": INTERVAL_PROBE, "cfg_steps": probe.cfg_steps(), "steps": int(recipe.steps),
+                              "over_after": iv["p50"] / a["p50"],
+                              "mean_pixel_diff_vs_after": float(diff("interval", "after").mean())}}
 
 
 def run(job: dict[str, Any], t0: float, log: Callable[[str], None]) -> dict[str, Any]:

@@ -59,7 +59,8 @@ def bundled_model(geometry: str = "bundled", cache: Path = CACHE, prefer_trained
     return random_model(geometry, cache, THEMES, log)
 
 
-def profile_raw(folder: Path, steps: int, guidance: float, size: int, scheduler: str) -> dict[str, Any]:
+def profile_raw(folder: Path, steps: int, guidance: float, size: int, scheduler: str,
+                guidance_end: float = 1.0) -> dict[str, Any]:
     """A spaces.yaml profile over a model folder in the bundled layout (themes only where their LoRA exists)."""
     d = str(folder)
     themes = {t: {"lora": f"{d}/loras/{t}.safetensors", "adapter": t, "triggers": "", "weight": 1.0}
@@ -67,5 +68,6 @@ def profile_raw(folder: Path, steps: int, guidance: float, size: int, scheduler:
     return {"family": "sd15", "base_model": d,
             "ip_adapter": {"path": f"{d}/ip_adapter", "subfolder": "", "weight_name": "ip_adapter.safetensors",
                            "image_encoder_folder": "image_encoder"},
-            "themes": themes, "scheduler": scheduler, "steps": steps, "guidance": guidance, "width": size,
+            "themes": themes, "scheduler": scheduler, "steps": steps, "guidance": guidance,
+            "guidance_end": guidance_end, "width": size,
             "height": size, "device": "auto", "dtype": "auto", "allow_download": False}

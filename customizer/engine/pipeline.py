@@ -22,6 +22,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from ..config import Profile
 from ..errors import ModelUnavailable
 from ..recipe import Recipe
 from . import control, devices, embeddings, fingerprint, lora_fuse, prompt_cache, schedulers, stages, upscale
+from .guidance import GuidanceCut
 
 PIPELINE_CLASSES = {
     "sd15": ("StableDiffusionPipeline", "StableDiffusionControlNetPipeline"),
@@ -275,7 +277,11 @@ class Engine:
         # a batched recipe always gets the list form (what its batch was made with); a single one the generator
         # itself, as every recipe before batching was
         generator = generators if recipe.batch is not None else generators[0]
-        with self._clock.recording(measured):
+        keep = recipe.cfg_steps()
+        cut = GuidanceCut(pipe, keep) if 0 < keep < int(recipe.steps) else None
+        if cut is not None:
+            kwargs |= {"callback_on_step_end": cut, "callback_on_step_end_tensor_inputs": cut.tensor_inputs}
+        with self._clock.recording(measured), cut or nullcontext():
             images = pipe(num_inference_steps=int(recipe.steps), guidance_scale=float(recipe.guidance),
                           width=int(recipe.width), height=int(recipe.height), generator=generator,
                           num_images_per_prompt=len(seeds), **kwargs).images
