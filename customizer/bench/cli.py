@@ -28,8 +28,9 @@ ENGINE_OPTIMISATIONS = {
     "reference_embeddings": "the locked reference's IP-Adapter embedding is computed once (at lock) and stored",
     "adapter_state": "set_adapters / disable_lora / set_ip_adapter_scale only when a recipe changes them",
     "fused_lora": "one active theme LoRA fused into the UNet weights (restored from a pristine copy on change)",
-    "guidance_interval": "classifier-free guidance on the profile's first fraction of the steps (guidance_end), the "
-                         "late steps on the positive prompt alone at half the UNet batch",
+    "guidance_interval": "available, not on by default: classifier-free guidance on the first guidance_end of the "
+                         "steps, the late steps on the positive prompt alone at half the UNet batch (the bundled "
+                         "profile keeps every step: *Guidance interval*)",
 }
 
 

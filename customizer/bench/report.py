@@ -32,12 +32,18 @@ LEFT = [
     "- **Batched candidates**: done. The candidates of one design (n > 1) are rendered in one pipeline call "
     "(`Engine.render_batch`); each recipe records its batch (`batch: {seeds, index}`) and `reproduce` re-runs "
     "the whole batch, so it stays bit-exact. Left: batching selfies, whose likeness retries are sequential.",
-    "- **CFG on fewer steps, a tiny VAE decoder**: change the images, so each needs `python -m customizer.eval` to "
-    "show quality holds; a tiny decoder also needs weights that cannot be downloaded here. On the bundled model "
-    "decode is about 6% of a selfie; at SD1.5 size on a CPU the VAE decode alone is a quarter of a 4-step selfie.",
-    "- **The 2x bar at equal steps**: what is left of a bundled selfie is the UNet (about 90%), at about 3x the "
-    "FLOP floor: small convolutions and 256-token attention on 2 threads, and per-module overhead. Tried by hand, "
-    "not adopted: bf16 on this CPU (AVX512-BF16) saves 5-11% of a UNet step and changes the pixels.",
+    "- **CFG on fewer steps**: built (`guidance_end`, engine/guidance.py, tested with IP-Adapter, ControlNet, SDXL "
+    "and batches) and timed above (about 0.85 of a selfie at 0.5), but on the bundled model every cut lowers "
+    "framing and scene accuracy (*Guidance interval*), so it is a setting, not the default. Enough to reach the 2x "
+    "bar only if quality is given up.",
+    "- **A tiny VAE decoder**: needs weights that cannot be downloaded here (or training). On the bundled model "
+    "decode is about 7% of a selfie; at SD1.5 size on a CPU the VAE decode alone is a quarter of a 4-step selfie.",
+    "- **The 2x bar at equal steps**: what is left of a bundled selfie is the UNet (about 85%), several times the "
+    "FLOP floor (above): small convolutions and 256-token attention on 2 threads, and per-module overhead. Tried "
+    "by hand, not adopted: bf16 on an AVX512-BF16 CPU saves 5-11% of a UNet step and changes the pixels; "
+    "torch.jit trace + freeze + optimize_for_inference about 10-20% per UNet step (noisy, on a shared CPU), but it "
+    "bakes the fused theme weights, LoRA and IP-Adapter scales and batch size into the graph (a re-trace of "
+    "several seconds on every theme, likeness or batch change) and changes the float rounding.",
     "- **Threads**: on a CPU shared with another job one torch thread beats two (see `threads_1`); on an idle 2-core "
     "machine two should win. A deployment setting (`OMP_NUM_THREADS`), not a code default.",
     "- **diffusers' own per-call overhead**: `Attention.forward` runs `inspect.signature` on every call and "
