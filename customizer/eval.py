@@ -157,6 +157,13 @@ def selfie_block(instr, refs: np.ndarray, chars: list[dict[str, Any]], calibrate
     return {
         **{f"{k}_accuracy": _acc([(p[k], shot[k]) for p, (_, _, shot, _) in zip(pred, selfies)])
            for k in SHOT_KEYS if k in heads},
+        # the expression instrument reads a close-up face well and a full-body one not at all (its held-out
+        # accuracy per framing: instruments/expression.json), so the expression score per requested framing
+        **({"expression_accuracy_by_framing": {
+            f: _acc([(p["expression"], shot["expression"]) for p, (_, _, shot, _) in zip(pred, selfies)
+                     if shot.get("framing") == f])
+            for f in sorted({shot.get("framing") for *_, shot, _ in selfies if shot.get("framing")})}}
+           if "expression" in heads else {}),
         "selfie_attribute_accuracy": {**attr, "mean": _mean([v for v in attr.values() if v is not None])},
         "identity": identity_block(refs, instr.embed([im for im, *_ in selfies]), [i for *_, i in selfies],
                                    calibrated),

@@ -122,6 +122,10 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
         assert key in report, key
     assert report["n_characters"] == 2 and report["n_selfies"] == 4
     assert set(ins.ATTRIBUTE_KEYS) | {"mean"} <= set(report["attribute_accuracy"])
+    # the expression score per requested framing: the selfies' framings, each a fraction of its selfies
+    by_framing = report["expression_accuracy_by_framing"]
+    assert set(by_framing) == {s["framing"] for c in report["characters"] for s in c["shots"]}
+    assert all(v in (0.0, 0.5, 1.0) for v in by_framing.values())
     for block in (report["identity"], report["identity_no_ip_adapter"]):
         for key in ("same_mean", "different_mean", "verification_accuracy"):
             assert isinstance(block[key], float), key
@@ -152,3 +156,49 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     assert report["identity_no_ip_adapter"]["same_mean"] == variants["no_ip_adapter"]["same_mean"]
     with Image.open(out / "contact_sheet_consistency.png") as sheet:
         assert sheet.size == (2 + 3 * 130, 2 + 10 * 130)  # 2 characters x 5 variants
+
+
+# ---- the expression instrument (train_expression.py) ----------------------------------------------------------
+def test_expression_instrument_replaces_the_joint_expression_head(tmp_path):
+    torch.manual_seed(0)
+    inst = tmp_path / "instruments"
+    ins.save_instrument(ins.IdentityEncoder(), inst)
+    ins.save_instrument(ins.AttributeClassifier(), inst)
+    images = [Image.fromarray((np.random.RandomState(i).rand(128, 128, 3) * 255).astype(np.uint8)) for i in range(3)]
+    joint = ins.Instruments.load(inst)
+    assert joint.expression is None
+    before = joint.classify(images)
+    expressions = ins.catalogue_heads()["expression"]
+    # an expression model that can only say "thinking" (its bias dominates), saved beside the joint one
+    model = ins.AttributeClassifier({"expression": expressions})
+    with torch.no_grad():
+        model.out[ins._head_key("expression")].bias[expressions.index("thinking")] = 1e3
+    ins.save_instrument(model, inst, {"note": "test"}, name=ins.EXPRESSION_FILE)
+    both = ins.Instruments.load(inst)
+    assert both.expression is not None and both.expression.heads == {"expression": expressions}
+    after = both.classify(images)
+    assert [p["expression"] for p in after] == ["thinking"] * 3 != [p["expression"] for p in before]
+    # every other head is still the joint model's
+    assert [{k: v for k, v in p.items() if k != "expression"} for p in after] == \
+        [{k: v for k, v in p.items() if k != "expression"} for p in before]
+    assert json.loads((inst / "expression.json").read_text())["meta"] == {"note": "test"}
+
+
+def test_train_expression_runs_both_stages_and_saves(tmp_path):
+    from customizer.training import train_expression as te
+
+    rc = te.main(["--out", str(tmp_path), "--closeup-steps", "2", "--steps", "2", "--batch", "4", "--workers", "0",
+                  "--eval-per-framing", "7"])
+    assert rc == 0
+    cfg = json.loads((tmp_path / "expression.json").read_text())
+    meta = cfg["meta"]
+    assert list(cfg["heads"]) == ["expression"]
+    assert [(s["stage"], s["framing"], s["steps"]) for s in meta["stages"]] == [(1, "close-up", 2), (2, "all", 2)]
+    framings = ins.catalogue_heads()["framing"]
+    assert set(meta["held_out"]) == {"overall", "n", *framings} and meta["held_out"]["n"] == 7 * len(framings)
+    assert all(0 <= meta["held_out"][f] <= 1 for f in framings)
+    # the training renders: close-ups in stage 1 only, every one a training-split person, labels in range
+    images, labels = te.render_batch(0, 3, te.CLOSE_UP)
+    assert images.shape == (3, 128, 128, 3) and labels.min() >= 0 and labels.max() < 7
+    again, _ = te.render_batch(0, 3, te.CLOSE_UP)
+    assert np.array_equal(images, again)  # deterministic in the seed

@@ -71,3 +71,23 @@ def test_retrained_vae_invalidates_latents(tmp_path):
     assert runner.latents_current(lat, vae)
     (vae / "config.json").write_text(json.dumps({"scaling_factor": 0.25}))
     assert not runner.latents_current(lat, vae)
+
+
+def test_plan_trains_the_expression_instrument_after_the_joint_ones(tmp_path):
+    plan = runner.plan
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "instruments": ["--steps", "3"],
+                                            "expression": ["--closeup-steps", "2", "--steps", "4"]}}))
+    stages = plan(tmp_path / "runs", "t", tmp_path / "out", recipe)
+    names = [s.name for s in stages]
+    assert names[-3:] == ["instruments", "expression", "assemble"]
+    expr = stages[-2]
+    assert expr.module == "train_expression" and not expr.done and not expr.resumable
+    assert expr.args[:2] == ["--out", str(tmp_path / "runs" / "instruments")]
+    # done once the folder's expression.json records both stages' steps (6 in all)
+    inst = tmp_path / "runs" / "instruments"
+    inst.mkdir(parents=True)
+    (inst / "expression.json").write_text(json.dumps({"meta": {"stages": [{"steps": 2}, {"steps": 3}]}}))
+    assert not plan(tmp_path / "runs", "t", tmp_path / "out", recipe)[-2].done
+    (inst / "expression.json").write_text(json.dumps({"meta": {"stages": [{"steps": 2}, {"steps": 4}]}}))
+    assert plan(tmp_path / "runs", "t", tmp_path / "out", recipe)[-2].done

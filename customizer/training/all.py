@@ -70,6 +70,12 @@ def instruments_steps(folder: Path) -> int:
     return int(json.loads(report.read_text())["training"]["steps"]) if report.exists() else 0
 
 
+def expression_steps(folder: Path) -> int:
+    """Training steps (both stages) behind the expression instrument in folder (0: none yet)."""
+    cfg = folder / "expression.json"
+    return sum(int(s["steps"]) for s in json.loads(cfg.read_text())["meta"]["stages"]) if cfg.exists() else 0
+
+
 def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stage]:
     r = yaml.safe_load(recipe.read_text(encoding="utf-8"))[budget]
     vae, base, latents = runs / "vae", runs / "base", runs / "latents.pt"
@@ -98,6 +104,11 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
         stages.append(Stage("instruments", "train_instruments", ["--out", str(inst), *r["instruments"]],
                             instruments_steps(inst) >= int(_arg(r["instruments"], "--steps")), resumable=False,
                             min_minutes=float(r.get("instruments_minutes", 0))))
+        if "expression" in r:  # the expression instrument of its own, into the same folder
+            want = int(_arg(r["expression"], "--closeup-steps")) + int(_arg(r["expression"], "--steps"))
+            stages.append(Stage("expression", "train_expression", ["--out", str(inst), *r["expression"]],
+                                expression_steps(inst) >= want, resumable=False,
+                                min_minutes=float(r.get("expression_minutes", 0))))
         assemble_args += ["--instruments", str(inst)]
     stages.append(Stage("assemble", "assemble", assemble_args, False, resumable=False))
     return stages

@@ -35,6 +35,9 @@ ATTRIBUTE_KEYS = ("hair_colour", "hair_style", "hair_length", "eye_colour", "ski
                   "theme")
 SELFIE_KEYS = ("scene", "expression", "framing")
 IDENTITY_FILE, ATTRIBUTES_FILE = "identity", "attributes"
+# optional: a classifier of its own for the expression head (train_expression.py); when present it replaces the
+# joint model's expression head, which stays at chance even on renderer ground truth
+EXPRESSION_FILE = "expression"
 # channel widths at 32, 16, 8 and 4 px (see Trunk)
 DEFAULT_WIDTHS = (32, 64, 96, 160)
 
@@ -178,8 +181,9 @@ def quantise_(model: nn.Module) -> nn.Module:
 
 
 def save_instrument(model: IdentityEncoder | AttributeClassifier, out_dir: str | Path,
-                    meta: dict[str, Any] | None = None) -> Path:
-    """Write DIR/<kind>.safetensors (fp16) + DIR/<kind>.json; quantises `model` to fp16 precision in place."""
+                    meta: dict[str, Any] | None = None, name: str | None = None) -> Path:
+    """Write DIR/<name>.safetensors (fp16) + DIR/<name>.json (name: by default the kind's file name); quantises
+    `model` to fp16 precision in place."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -187,7 +191,7 @@ def save_instrument(model: IdentityEncoder | AttributeClassifier, out_dir: str |
     quantise_(model)
     state = {k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
              for k, v in model.state_dict().items()}
-    name = IDENTITY_FILE if model.kind == "identity" else ATTRIBUTES_FILE
+    name = name or (IDENTITY_FILE if model.kind == "identity" else ATTRIBUTES_FILE)
     save_file(state, str(out / f"{name}.safetensors"), metadata={"format": "customizer-instrument",
                                                                  "kind": model.kind})
     cfg = {"format_version": FORMAT_VERSION, "input_size": INPUT_SIZE, **model.config(),
@@ -217,8 +221,8 @@ def load_identity(path: str | Path, device: str = "cpu") -> IdentityEncoder:
     return model.to(device).eval()
 
 
-def load_attributes(path: str | Path, device: str = "cpu") -> AttributeClassifier:
-    cfg, state = _load(Path(path), ATTRIBUTES_FILE)
+def load_attributes(path: str | Path, device: str = "cpu", name: str = ATTRIBUTES_FILE) -> AttributeClassifier:
+    cfg, state = _load(Path(path), name)
     model = AttributeClassifier(cfg["heads"], cfg["widths"])
     model.load_state_dict(state)
     return model.to(device).eval()
@@ -232,10 +236,13 @@ class Instruments:
     attributes: AttributeClassifier
     device: str = "cpu"
     batch_size: int = 64
+    expression: AttributeClassifier | None = None  # replaces attributes' expression head when present
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Instruments:
-        return cls(load_identity(path, device), load_attributes(path, device), device)
+        expression = (load_attributes(path, device, EXPRESSION_FILE)
+                      if (Path(path) / f"{EXPRESSION_FILE}.safetensors").is_file() else None)
+        return cls(load_identity(path, device), load_attributes(path, device), device, expression=expression)
 
     @torch.inference_mode()
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -248,13 +255,19 @@ class Instruments:
     @torch.inference_mode()
     def classify(self, images: Sequence[Image.Image]) -> list[dict[str, str]]:
         """Per image {head: predicted class}."""
-        self.attributes.eval()
+        models = [self.attributes] + ([self.expression] if self.expression is not None else [])
         preds: list[dict[str, str]] = []
         for i in range(0, len(images), self.batch_size):
-            logits = self.attributes(to_tensor(images[i:i + self.batch_size]).to(self.device))
-            idx = {k: v.argmax(dim=1).cpu().tolist() for k, v in logits.items()}
-            for j in range(len(next(iter(idx.values()), []))):
-                preds.append({k: self.attributes.heads[k][idx[k][j]] for k in idx})
+            x = to_tensor(images[i:i + self.batch_size]).to(self.device)
+            out: list[dict[str, str]] = []
+            for model in models:  # later models' heads replace earlier ones of the same name
+                model.eval()
+                idx = {k: v.argmax(dim=1).cpu().tolist() for k, v in model(x).items()}
+                for j in range(x.shape[0]):
+                    if j == len(out):
+                        out.append({})
+                    out[j] |= {k: model.heads[k][idx[k][j]] for k in idx}
+            preds += out
         return preds
 
 
