@@ -87,9 +87,9 @@ def engine_before_after(engine, recipe, embeds, rounds: int) -> dict[str, Any]:
     def diff(x: str, y: str) -> np.ndarray:
         return np.abs(np.asarray(images[x], dtype=np.int16) - np.asarray(images[y], dtype=np.int16))
 
+    vs_before = int(diff("before", "after").max())
     return {"before": b, "after": a, "after_over_before": a["p50"] / b["p50"], "fused_lora": fuser is not None,
-            "same_pixels_as_before": bool(diff("before", "after").max() == 0),
-            "max_pixel_diff_vs_before": int(diff("before", "after").max()),
+            "same_pixels_as_before": vs_before == 0, "max_pixel_diff_vs_before": vs_before,
             "reproducible": again.tobytes() == images["after"].tobytes(),
             "interval": iv | {"guidance_end": INTERVAL_PROBE, "cfg_steps": probe.cfg_steps(), "steps": int(recipe.steps),
                               "over_after": iv["p50"] / a["p50"],

@@ -70,8 +70,8 @@ def measure(folder: Path, configs: list[tuple[str, int, float]], n: int, guidanc
             else:
                 plain.pipe.enable_lora()
                 plain.pipe.set_adapters([r["theme"]], adapter_weights=[1.0])
-            cut = GuidanceCut(plain.pipe, keep) if keep < steps else None
-            extra = {"callback_on_step_end": cut, "callback_on_step_end_tensor_inputs": cut.tensor_inputs} if cut else {}
+            cut = GuidanceCut.for_call(plain.pipe, keep, steps)
+            extra = cut.call_kwargs if cut else {}
             with cut or nullcontext():
                 images.append(plain.pipe(prompt=r["prompt"], negative_prompt=r["negative"], num_inference_steps=steps,
                                          guidance_scale=r["guidance"], width=r["size"], height=r["size"],

@@ -14,9 +14,14 @@ def from_bytes(blob: bytes, device: str, dtype: torch.dtype) -> list[torch.Tenso
     return [tensors[f"embeds_{i}"].to(device, dtype) for i in range(len(tensors))]
 
 
+def positive_rows(t: torch.Tensor) -> torch.Tensor:
+    """The positive half of a tensor batched for classifier-free guidance as [negative..., positive...]."""
+    return t.chunk(2)[1]
+
+
 def positive_half(embeds: list[torch.Tensor]) -> list[torch.Tensor]:
     """Cached embeds hold [negative, positive] for classifier-free guidance; without CFG only the positive."""
-    return [t.chunk(2)[1] for t in embeds]
+    return [positive_rows(t) for t in embeds]
 
 
 def concat(blobs: list[bytes]) -> bytes:

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .embeddings import positive_rows
+
 # callback tensors that carry [negative, positive] halves while CFG is on (sd15: the first; sdxl: all three)
 DOUBLED_TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")
-
-
-def positive_half(x: Any) -> Any:
-    """The positive (second) half of a tensor batched as [negative..., positive...]."""
-    return x[x.shape[0] // 2:]
 
 
 class GuidanceCut:
@@ -34,6 +31,16 @@ class GuidanceCut:
         self.pipe, self.keep, self.cut = pipe, int(keep), False
         self.tensor_inputs = [n for n in DOUBLED_TENSORS if n in getattr(pipe, "_callback_tensor_inputs", ())]
         self._hooks: list[Any] = []
+
+    @classmethod
+    def for_call(cls, pipe, keep: int, steps: int) -> "GuidanceCut | None":
+        """The cut for a call of `steps` steps with CFG on the first `keep`; None where it would change nothing."""
+        return cls(pipe, keep) if 0 < keep < steps else None
+
+    @property
+    def call_kwargs(self) -> dict[str, Any]:
+        """What the pipeline call needs to run this cut."""
+        return {"callback_on_step_end": self, "callback_on_step_end_tensor_inputs": self.tensor_inputs}
 
     def __enter__(self) -> "GuidanceCut":
         self._hooks.append(self.pipe.unet.register_forward_pre_hook(self._unet_inputs, with_kwargs=True))
@@ -51,7 +58,7 @@ class GuidanceCut:
         if step_index == self.keep - 1 and not self.cut:
             self.cut = True
             pipe._guidance_scale = 1.0  # do_classifier_free_guidance is `_guidance_scale > 1`: off from here on
-            return {k: positive_half(v) for k, v in callback_kwargs.items() if k in self.tensor_inputs}
+            return {k: positive_rows(v) for k, v in callback_kwargs.items() if k in self.tensor_inputs}
         return {}
 
     @staticmethod
@@ -64,7 +71,7 @@ class GuidanceCut:
         if not self.cut or not added or added.get("image_embeds") is None:
             return None
         n = self._batch(args, kwargs)
-        embeds = [positive_half(e) if e.shape[0] == 2 * n else e for e in added["image_embeds"]]
+        embeds = [positive_rows(e) if e.shape[0] == 2 * n else e for e in added["image_embeds"]]
         return args, {**kwargs, "added_cond_kwargs": {**added, "image_embeds": embeds}}
 
     def _controlnet_inputs(self, module, args: tuple, kwargs: dict[str, Any]):
@@ -72,5 +79,5 @@ class GuidanceCut:
         if not self.cut or cond is None or isinstance(cond, (list, tuple)):
             return None
         if cond.shape[0] == 2 * self._batch(args, kwargs):
-            return args, {**kwargs, "controlnet_cond": positive_half(cond)}
+            return args, {**kwargs, "controlnet_cond": positive_rows(cond)}
         return None

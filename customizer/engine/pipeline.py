@@ -277,10 +277,9 @@ class Engine:
         # a batched recipe always gets the list form (what its batch was made with); a single one the generator
         # itself, as every recipe before batching was
         generator = generators if recipe.batch is not None else generators[0]
-        keep = recipe.cfg_steps()
-        cut = GuidanceCut(pipe, keep) if 0 < keep < int(recipe.steps) else None
+        cut = GuidanceCut.for_call(pipe, recipe.cfg_steps(), int(recipe.steps))
         if cut is not None:
-            kwargs |= {"callback_on_step_end": cut, "callback_on_step_end_tensor_inputs": cut.tensor_inputs}
+            kwargs |= cut.call_kwargs
         with self._clock.recording(measured), cut or nullcontext():
             images = pipe(num_inference_steps=int(recipe.steps), guidance_scale=float(recipe.guidance),
                           width=int(recipe.width), height=int(recipe.height), generator=generator,

@@ -259,14 +259,12 @@ class Instruments:
         preds: list[dict[str, str]] = []
         for i in range(0, len(images), self.batch_size):
             x = to_tensor(images[i:i + self.batch_size]).to(self.device)
-            out: list[dict[str, str]] = []
+            out: list[dict[str, str]] = [{} for _ in range(x.shape[0])]
             for model in models:  # later models' heads replace earlier ones of the same name
                 model.eval()
                 idx = {k: v.argmax(dim=1).cpu().tolist() for k, v in model(x).items()}
-                for j in range(x.shape[0]):
-                    if j == len(out):
-                        out.append({})
-                    out[j] |= {k: model.heads[k][idx[k][j]] for k in idx}
+                for j, pred in enumerate(out):
+                    pred |= {k: model.heads[k][idx[k][j]] for k in idx}
             preds += out
         return preds
 
