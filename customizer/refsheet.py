@@ -67,11 +67,19 @@ def enabled(profile: Any) -> bool:
     return value and profile.ip_adapter is not None
 
 
-def seed(reference_sha256: str) -> int:
-    """One seed for the whole sheet (only the view changes from image to image), derived from the reference
-    image: relocking the same portrait gives the same sheet."""
-    digest = hashlib.sha256(f"customizer-sheet:{reference_sha256}".encode()).digest()
+def seed(reference_pixels: str) -> int:
+    """One seed for the whole sheet (only the view changes from image to image), derived from the reference's
+    pixels (pixel_digest): relocking the same portrait, or the same portrait rendered again, gives the same sheet."""
+    digest = hashlib.sha256(f"customizer-sheet:{reference_pixels}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % SEED_MODULUS
+
+
+def pixel_digest(image: Any) -> str:
+    """sha256 of a PIL image's mode, size and pixels. Not the file's sha256: the stored PNG also holds its recipe,
+    whose timings differ from render to render, so the same pixels rendered twice get two file hashes."""
+    h = hashlib.sha256(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
 
 
 def leaves_out(likeness: Likeness, band: Band | None) -> bool:

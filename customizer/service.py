@@ -291,7 +291,8 @@ class Studio:
         spec = CharacterSpec.from_dict(self.store.get_character(character_id, owner=owner)["spec"])
         sheet = refsheet.sheet()
         have = {v["view"] for v in self.store.sheet_views(character_id, owner, reference["id"])}
-        seed = refsheet.seed(reference["image_sha256"])
+        with Image.open(self.store.image_path(reference["image_sha256"])) as im:
+            seed = refsheet.seed(refsheet.pixel_digest(im.convert("RGB")))
         shoot = self._shooter(spec, reference, Settings.resolve(self.profile, None), owner, sheet_view=True)
         names = [v.name for v in sheet.views]
         for i, view in enumerate(sheet.views):
