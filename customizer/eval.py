@@ -22,7 +22,9 @@ no-IP-Adapter selfies in DIR/contact_sheet_no_ip_adapter.png; DIR/contact_sheet_
 character and variant). Works against any profile; on the tiny random test model the
 numbers are meaningless but every step is real.
 
-Metrics (report.json): attribute_accuracy per attribute + mean on the portraits vs the requested spec;
+Metrics (report.json): attribute_accuracy per attribute + mean on the portraits vs the requested spec (and
+mean_visible: without body type and outfit, which a close-up portrait hides; wide_framing_attributes scores those
+two on the half- and full-body selfies); instrument_per_head names the instrument file that answered each head;
 theme_accuracy on every generated image; scene/expression/framing_accuracy on the selfies vs the requested shot;
 identity: cosine of each selfie with its own reference (same_mean) and with the other characters' references
 (different_mean), and verification_accuracy = mean of true-accept rate and true-reject rate at the threshold
@@ -50,6 +52,7 @@ from .character import SelfieSpec, selfie_catalogue
 from .config import REPO_ROOT, load_config
 from .errors import ConfigError, CustomizerError, ModelUnavailable
 from .training.corpus import PORTRAIT, _seed, identity_records, is_held_out
+from .training.train_appearance import HIDDEN_IN_CLOSE_UP, WIDE_FRAMINGS
 
 DEFAULT_INSTRUMENTS = REPO_ROOT / "assets" / "bundled" / "instruments"
 MAX_FAR = 0.05
@@ -132,15 +135,18 @@ def score(instr, chars: list[dict[str, Any]], calibrated: float | None) -> dict[
     selfies: [(PIL, shot dict)]}."""
     portraits = [(im, c["spec"]) for c in chars for im in c["portraits"]]
     p_pred = instr.classify([im for im, _ in portraits])
-    keys = [k for k in ATTRIBUTE_KEYS if k in instr.attributes.heads]
+    keys = [k for k in ATTRIBUTE_KEYS if k in instr.heads()]
     per = {k: _acc([(p[k], spec[k]) for p, (_, spec) in zip(p_pred, portraits)]) for k in keys}
     refs = instr.embed([c["reference"] for c in chars])
     selfies = selfie_block(instr, refs, chars, calibrated)
     selfie_theme = selfies.pop("_theme_pairs")
     portrait_theme = [(p["theme"], spec["theme"]) for p, (_, spec) in zip(p_pred, portraits)] \
         if "theme" in keys else []
+    visible = [v for k, v in per.items() if v is not None and k not in HIDDEN_IN_CLOSE_UP]
     return {
-        "attribute_accuracy": {**per, "mean": _mean([v for v in per.values() if v is not None])},
+        # mean_visible: without the attributes a close-up portrait hides (selfie_block scores them on wide shots)
+        "attribute_accuracy": {**per, "mean": _mean([v for v in per.values() if v is not None]),
+                               "mean_visible": _mean(visible)},
         "theme_accuracy": _acc(portrait_theme + selfie_theme) if "theme" in keys else None,
         **selfies,
     }
@@ -149,7 +155,7 @@ def score(instr, chars: list[dict[str, Any]], calibrated: float | None) -> dict[
 def selfie_block(instr, refs: np.ndarray, chars: list[dict[str, Any]], calibrated: float | None,
                  key: str = "selfies") -> dict[str, Any]:
     """Shot accuracy, attribute consistency with the design, and identity of the selfies chars[i][key]."""
-    heads = instr.attributes.heads
+    heads = instr.heads()
     selfies = [(im, c["spec"], shot, i) for i, c in enumerate(chars) for im, shot in c[key]]
     pred = instr.classify([im for im, *_ in selfies])
     keys = [k for k in ATTRIBUTE_KEYS if k in heads]
@@ -165,6 +171,12 @@ def selfie_block(instr, refs: np.ndarray, chars: list[dict[str, Any]], calibrate
             for f in sorted({shot.get("framing") for *_, shot, _ in selfies if shot.get("framing")})}}
            if "expression" in heads else {}),
         "selfie_attribute_accuracy": {**attr, "mean": _mean([v for v in attr.values() if v is not None])},
+        # body type and outfit show in a half- or full-body shot, hardly in a close-up
+        "wide_framing_attributes": {
+            **{k: _acc([(p[k], spec[k]) for p, (_, spec, shot, _) in zip(pred, selfies)
+                        if shot.get("framing") in WIDE_FRAMINGS]) for k in HIDDEN_IN_CLOSE_UP if k in heads},
+            "framings": list(WIDE_FRAMINGS),
+            "n": sum(shot.get("framing") in WIDE_FRAMINGS for _, _, shot, _ in selfies)},
         "identity": identity_block(refs, instr.embed([im for im, *_ in selfies]), [i for *_, i in selfies],
                                    calibrated),
         "_theme_pairs": [(p["theme"], spec["theme"]) for p, (_, spec, _, _) in zip(pred, selfies)]
@@ -193,6 +205,7 @@ def consistency(instr, chars: list[dict[str, Any]], calibrated: float | None) ->
             "conditioning_images": _mean([k for _, _, k in made]),
             "identity": block["identity"],
             "selfie_attribute_accuracy": block["selfie_attribute_accuracy"],
+            "wide_framing_attributes": block["wide_framing_attributes"],
         }
     return out
 
@@ -381,6 +394,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
         scores["identity_no_ip_adapter"] = {**scores["identity"], "note": "profile has no IP-Adapter"}
     report: dict[str, Any] = {
         "profile": profile.name, "config": str(config.path), "instruments": str(inst_dir),
+        "instrument_per_head": {h: instr.source(h) for h in instr.heads()},
         "sampler": {"scheduler": profile.scheduler, "steps": profile.steps, "guidance": profile.guidance,
                     "guidance_end": profile.guidance_end},
         "n_characters": len(made), "n_selfies": sum(len(c["variants"]["plain"]) for c in made),
@@ -401,7 +415,8 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
         ceiling = score(instr, renderer_images(made), calibrated)
         report["renderer_ceiling"] = {k: ceiling[k] for k in ("attribute_accuracy", "theme_accuracy",
                                                              "scene_accuracy", "expression_accuracy",
-                                                             "framing_accuracy", "identity") if k in ceiling}
+                                                             "framing_accuracy", "wide_framing_attributes",
+                                                             "identity") if k in ceiling}
     report["characters"] = [{"identity_seed": c["identity_seed"], "spec": c["spec"], "shots": c["shots"]}
                             for c in made]
     report["engine"] = engine_info
@@ -466,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     ident, free = report["identity"], report.get("identity_no_ip_adapter", {})
-    log(f"attributes (portraits) mean {report['attribute_accuracy']['mean']}  theme {report['theme_accuracy']}  "
+    log(f"attributes (portraits) mean {report['attribute_accuracy']['mean']} (visible in a close-up "
+        f"{report['attribute_accuracy']['mean_visible']}; wide selfies {report.get('wide_framing_attributes')})  "
+        f"theme {report['theme_accuracy']}  "
         f"scene {report.get('scene_accuracy')}  expression {report.get('expression_accuracy')}")
     log(f"identity same {ident['same_mean']} different {ident['different_mean']} verification "
         f"{ident['verification_accuracy']}; without IP-Adapter same {free.get('same_mean')} verification "

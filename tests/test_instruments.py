@@ -122,6 +122,15 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
         assert key in report, key
     assert report["n_characters"] == 2 and report["n_selfies"] == 4
     assert set(ins.ATTRIBUTE_KEYS) | {"mean"} <= set(report["attribute_accuracy"])
+    # mean_visible leaves out what a close-up hides; those two are scored on the wide selfies instead
+    acc = report["attribute_accuracy"]
+    assert acc["mean_visible"] == round(float(np.mean([acc[k] for k in ins.ATTRIBUTE_KEYS
+                                                        if k not in ("body_type", "outfit")])), 4)
+    shots = [s for c in report["characters"] for s in c["shots"]]
+    wide = report["wide_framing_attributes"]
+    assert wide["n"] == sum(s["framing"] in ("half body", "full body") for s in shots)
+    assert (wide["body_type"] is None) == (wide["n"] == 0)
+    assert set(report["instrument_per_head"].values()) == {"attributes"}  # only the joint model here
     # the expression score per requested framing: the selfies' framings, each a fraction of its selfies
     by_framing = report["expression_accuracy_by_framing"]
     assert set(by_framing) == {s["framing"] for c in report["characters"] for s in c["shots"]}
@@ -166,7 +175,7 @@ def test_expression_instrument_replaces_the_joint_expression_head(tmp_path):
     ins.save_instrument(ins.AttributeClassifier(), inst)
     images = [Image.fromarray((np.random.RandomState(i).rand(128, 128, 3) * 255).astype(np.uint8)) for i in range(3)]
     joint = ins.Instruments.load(inst)
-    assert joint.expression is None
+    assert joint.own == {}
     before = joint.classify(images)
     expressions = ins.catalogue_heads()["expression"]
     # an expression model that can only say "thinking" (its bias dominates), saved beside the joint one
@@ -175,7 +184,8 @@ def test_expression_instrument_replaces_the_joint_expression_head(tmp_path):
         model.out[ins._head_key("expression")].bias[expressions.index("thinking")] = 1e3
     ins.save_instrument(model, inst, {"note": "test"}, name=ins.EXPRESSION_FILE)
     both = ins.Instruments.load(inst)
-    assert both.expression is not None and both.expression.heads == {"expression": expressions}
+    assert both.own["expression"].heads == {"expression": expressions}
+    assert both.source("expression") == "expression" and both.source("scene") == "attributes"
     after = both.classify(images)
     assert [p["expression"] for p in after] == ["thinking"] * 3 != [p["expression"] for p in before]
     # every other head is still the joint model's
@@ -193,12 +203,62 @@ def test_train_expression_runs_both_stages_and_saves(tmp_path):
     cfg = json.loads((tmp_path / "expression.json").read_text())
     meta = cfg["meta"]
     assert list(cfg["heads"]) == ["expression"]
-    assert [(s["stage"], s["framing"], s["steps"]) for s in meta["stages"]] == [(1, "close-up", 2), (2, "all", 2)]
+    assert [(s["stage"], s["kind"], s["steps"]) for s in meta["stages"]] == [(1, "close-up", 2), (2, "all", 2)]
     framings = ins.catalogue_heads()["framing"]
     assert set(meta["held_out"]) == {"overall", "n", *framings} and meta["held_out"]["n"] == 7 * len(framings)
     assert all(0 <= meta["held_out"][f] <= 1 for f in framings)
     # the training renders: close-ups in stage 1 only, every one a training-split person, labels in range
     images, labels = te.render_batch(0, 3, te.CLOSE_UP)
-    assert images.shape == (3, 128, 128, 3) and labels.min() >= 0 and labels.max() < 7
+    assert images.shape == (3, 128, 128, 3) and labels["expression"].min() >= 0 and labels["expression"].max() < 7
     again, _ = te.render_batch(0, 3, te.CLOSE_UP)
     assert np.array_equal(images, again)  # deterministic in the seed
+
+
+# ---- the appearance instrument (train_appearance.py) ----------------------------------------------------------
+def test_appearance_and_expression_instruments_replace_their_joint_heads(tmp_path):
+    torch.manual_seed(0)
+    inst = tmp_path / "instruments"
+    ins.save_instrument(ins.IdentityEncoder(), inst)
+    ins.save_instrument(ins.AttributeClassifier(), inst)
+    images = [Image.fromarray((np.random.RandomState(i).rand(128, 128, 3) * 255).astype(np.uint8)) for i in range(3)]
+    before = ins.Instruments.load(inst).classify(images)
+    heads = ins.catalogue_heads()
+    # an appearance model that can only say "green" hair, an expression model that can only say "sad"
+    for name, head, label in (("appearance", "hair_colour", "green"), ("expression", "expression", "sad")):
+        keys = ins.ATTRIBUTE_KEYS if name == "appearance" else ("expression",)
+        model = ins.AttributeClassifier({k: heads[k] for k in keys})
+        with torch.no_grad():
+            model.out[ins._head_key(head)].bias[heads[head].index(label)] = 1e3
+        ins.save_instrument(model, inst, name=name)
+    both = ins.Instruments.load(inst)
+    assert list(both.own) == ["appearance", "expression"]
+    after = both.classify(images)
+    assert [p["hair_colour"] for p in after] == ["green"] * 3 and [p["expression"] for p in after] == ["sad"] * 3
+    assert [p["scene"] for p in after] == [p["scene"] for p in before]  # the joint model still answers scene
+    assert {h: both.source(h) for h in ("outfit", "theme", "expression", "framing")} == {
+        "outfit": "appearance", "theme": "appearance", "expression": "expression", "framing": "attributes"}
+    assert set(both.heads()) == set(heads)
+
+
+def test_train_appearance_runs_both_stages_and_saves(tmp_path):
+    from customizer.training import train_appearance as ta
+
+    rc = ta.main(["--out", str(tmp_path), "--portrait-steps", "2", "--steps", "2", "--batch", "4", "--workers", "0",
+                  "--eval-n", "12"])
+    assert rc == 0
+    cfg = json.loads((tmp_path / "appearance.json").read_text())
+    meta = cfg["meta"]
+    assert list(cfg["heads"]) == list(ins.ATTRIBUTE_KEYS)
+    assert [(s["stage"], s["kind"], s["steps"]) for s in meta["stages"]] == [(1, "portrait", 2), (2, "all", 2)]
+    held = meta["held_out"]
+    assert held["portrait"]["n"] == held["selfie"]["n"] == 12 and held["selfie_wide"]["n"] == 4  # 2 of 6 framings
+    assert set(ins.ATTRIBUTE_KEYS) | {"mean", "n"} == set(held["portrait"])
+    assert all(0 <= held["portrait"][k] <= 1 for k in ins.ATTRIBUTE_KEYS)
+    # stage 1 renders portraits only (studio, neutral, close-up); stage 2 half portraits, half any shot
+    images, labels = ta.render_batch(0, 4, ta.PORTRAITS)
+    again, _ = ta.render_batch(0, 4, ta.PORTRAITS)
+    assert images.shape == (4, 128, 128, 3) and np.array_equal(images, again)  # deterministic in the seed
+    assert set(labels) == set(ins.ATTRIBUTE_KEYS)
+    assert all(0 <= labels[k].min() and labels[k].max() < len(v) for k, v in ta.heads().items())
+    mixed, _ = ta.render_batch(0, 4, None)
+    assert not np.array_equal(mixed, images)

@@ -73,14 +73,16 @@ def test_retrained_vae_invalidates_latents(tmp_path):
     assert not runner.latents_current(lat, vae)
 
 
-def test_plan_trains_the_expression_instrument_after_the_joint_ones(tmp_path):
+def test_plan_trains_the_instruments_of_their_own_after_the_joint_ones(tmp_path):
     plan = runner.plan
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "instruments": ["--steps", "3"],
-                                            "expression": ["--closeup-steps", "2", "--steps", "4"]}}))
+                                            "expression": ["--closeup-steps", "2", "--steps", "4"],
+                                            "appearance": ["--portrait-steps", "1", "--steps", "1"]}}))
     stages = plan(tmp_path / "runs", "t", tmp_path / "out", recipe)
     names = [s.name for s in stages]
-    assert names[-3:] == ["instruments", "expression", "assemble"]
+    assert names[-4:] == ["instruments", "appearance", "expression", "assemble"]
+    assert stages[-3].module == "train_appearance" and stages[-3].args[2:] == ["--portrait-steps", "1", "--steps", "1"]
     expr = stages[-2]
     assert expr.module == "train_expression" and not expr.done and not expr.resumable
     assert expr.args[:2] == ["--out", str(tmp_path / "runs" / "instruments")]

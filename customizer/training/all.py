@@ -70,9 +70,15 @@ def instruments_steps(folder: Path) -> int:
     return int(json.loads(report.read_text())["training"]["steps"]) if report.exists() else 0
 
 
-def expression_steps(folder: Path) -> int:
-    """Training steps (both stages) behind the expression instrument in folder (0: none yet)."""
-    cfg = folder / "expression.json"
+# the classifiers of their own (two_stage.py), trained after the joint instruments into the same folder, in this
+# order when the recipe names them: recipe key -> (module, its stage-1 steps argument)
+OWN_INSTRUMENTS = {"appearance": ("train_appearance", "--portrait-steps"),
+                   "expression": ("train_expression", "--closeup-steps")}
+
+
+def own_steps(folder: Path, name: str) -> int:
+    """Training steps (both stages) behind the classifier <name> of its own in folder (0: none yet)."""
+    cfg = folder / f"{name}.json"
     return sum(int(s["steps"]) for s in json.loads(cfg.read_text())["meta"]["stages"]) if cfg.exists() else 0
 
 
@@ -104,11 +110,11 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
         stages.append(Stage("instruments", "train_instruments", ["--out", str(inst), *r["instruments"]],
                             instruments_steps(inst) >= int(_arg(r["instruments"], "--steps")), resumable=False,
                             min_minutes=float(r.get("instruments_minutes", 0))))
-        if "expression" in r:  # the expression instrument of its own, into the same folder
-            want = int(_arg(r["expression"], "--closeup-steps")) + int(_arg(r["expression"], "--steps"))
-            stages.append(Stage("expression", "train_expression", ["--out", str(inst), *r["expression"]],
-                                expression_steps(inst) >= want, resumable=False,
-                                min_minutes=float(r.get("expression_minutes", 0))))
+        for name, (module, first) in OWN_INSTRUMENTS.items():
+            if name in r:
+                want = int(_arg(r[name], first)) + int(_arg(r[name], "--steps"))
+                stages.append(Stage(name, module, ["--out", str(inst), *r[name]], own_steps(inst, name) >= want,
+                                    resumable=False, min_minutes=float(r.get(f"{name}_minutes", 0))))
         assemble_args += ["--instruments", str(inst)]
     stages.append(Stage("assemble", "assemble", assemble_args, False, resumable=False))
     return stages

@@ -12,14 +12,16 @@ ground truth (customizer/training/render.py) by train_instruments.py, never on m
 
 On disk (save_instrument / load_*): DIR/identity.safetensors + DIR/identity.json and DIR/attributes.safetensors
 + DIR/attributes.json; weights are fp16, the JSON holds the architecture and class lists. `Instruments` bundles
-the two for scoring PIL images.
+the two for scoring PIL images, with the classifiers of their own found beside them (DIR/appearance.*,
+DIR/expression.*: AttributeClassifiers with fewer heads, trained by two_stage.py), which answer their heads
+instead of the joint model.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,11 @@ ATTRIBUTE_KEYS = ("hair_colour", "hair_style", "hair_length", "eye_colour", "ski
                   "theme")
 SELFIE_KEYS = ("scene", "expression", "framing")
 IDENTITY_FILE, ATTRIBUTES_FILE = "identity", "attributes"
-# optional: a classifier of its own for the expression head (train_expression.py); when present it replaces the
-# joint model's expression head, which stays at chance even on renderer ground truth
-EXPRESSION_FILE = "expression"
+# optional classifiers of their own (two_stage.py); when present their heads replace the joint model's, which read
+# renderer ground truth poorly: the character attributes (train_appearance.py), then the expression
+# (train_expression.py; the joint head is at chance)
+APPEARANCE_FILE, EXPRESSION_FILE = "appearance", "expression"
+OWN_FILES = (APPEARANCE_FILE, EXPRESSION_FILE)
 # channel widths at 32, 16, 8 and 4 px (see Trunk)
 DEFAULT_WIDTHS = (32, 64, 96, 160)
 
@@ -230,19 +234,31 @@ def load_attributes(path: str | Path, device: str = "cpu", name: str = ATTRIBUTE
 
 # ---- scoring -----------------------------------------------------------------------------------------------------
 
-@dataclass
+@dataclasses.dataclass
 class Instruments:
     identity: IdentityEncoder
     attributes: AttributeClassifier
     device: str = "cpu"
     batch_size: int = 64
-    expression: AttributeClassifier | None = None  # replaces attributes' expression head when present
+    # classifiers of their own by file name (OWN_FILES order): their heads replace the joint model's
+    own: dict[str, AttributeClassifier] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Instruments:
-        expression = (load_attributes(path, device, EXPRESSION_FILE)
-                      if (Path(path) / f"{EXPRESSION_FILE}.safetensors").is_file() else None)
-        return cls(load_identity(path, device), load_attributes(path, device), device, expression=expression)
+        own = {name: load_attributes(path, device, name) for name in OWN_FILES
+               if (Path(path) / f"{name}.safetensors").is_file()}
+        return cls(load_identity(path, device), load_attributes(path, device), device, own=own)
+
+    def heads(self) -> dict[str, list[str]]:
+        """Every head the instruments answer, with its classes (the answering model's)."""
+        out = dict(self.attributes.heads)
+        for model in self.own.values():
+            out |= model.heads
+        return out
+
+    def source(self, head: str) -> str:
+        """Which file's model answers `head` (the last one that has it)."""
+        return next((name for name in reversed(list(self.own)) if head in self.own[name].heads), ATTRIBUTES_FILE)
 
     @torch.inference_mode()
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -255,7 +271,7 @@ class Instruments:
     @torch.inference_mode()
     def classify(self, images: Sequence[Image.Image]) -> list[dict[str, str]]:
         """Per image {head: predicted class}."""
-        models = [self.attributes] + ([self.expression] if self.expression is not None else [])
+        models = [self.attributes, *self.own.values()]
         preds: list[dict[str, str]] = []
         for i in range(0, len(images), self.batch_size):
             x = to_tensor(images[i:i + self.batch_size]).to(self.device)

@@ -18,11 +18,8 @@ held-out accuracy per framing. Instruments.load picks it up for the expression h
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -30,8 +27,8 @@ import numpy as np
 CLOSE_UP = "close-up"
 
 
-def render_batch(seed: int, n: int, framing: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """n training renders (uint8 N x 128 x 128 x 3) and their expression indices; deterministic in seed."""
+def render_batch(seed: int, n: int, framing: str | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """n training renders (uint8 N x 128 x 128 x 3) and {"expression": indices}; deterministic in seed."""
     from .instruments import catalogue_heads
     from .render import Identity, Variation, random_attrs, render
     from .train_instruments import _train_seed
@@ -43,7 +40,7 @@ def render_batch(seed: int, n: int, framing: str | None) -> tuple[np.ndarray, np
         var = Variation.sample(rng.randrange(2**31 - 1), framing=framing)
         images.append(np.asarray(render(random_attrs(rng), Identity.sample(_train_seed(rng)), var, 128), np.uint8))
         labels.append(expressions.index(var.expression))
-    return np.stack(images), np.asarray(labels, np.int64)
+    return np.stack(images), {"expression": np.asarray(labels, np.int64)}
 
 
 def held_out_set(per_framing: int = 105, salt: str = "expression-eval") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,110 +65,45 @@ def held_out_set(per_framing: int = 105, salt: str = "expression-eval") -> tuple
 
 
 def evaluate(model, images: np.ndarray, ye: np.ndarray, yf: np.ndarray) -> dict[str, float]:
-    import torch
-
-    from .instruments import catalogue_heads, to_tensor
+    from .instruments import catalogue_heads
+    from .two_stage import predict
 
     framings = catalogue_heads()["framing"]
-    model.eval()
-    with torch.inference_mode():
-        pred = torch.cat([model(to_tensor(images[i:i + 128]))["expression"].argmax(1)
-                          for i in range(0, len(images), 128)]).numpy()
-    model.train()
+    pred = predict(model, images)["expression"]
     out = {"overall": round(float((pred == ye).mean()), 4)}
     out |= {f: round(float((pred[yf == i] == ye[yf == i]).mean()), 4) for i, f in enumerate(framings)}
-    return out
+    return out | {"n": int(len(images))}
 
 
 def train(closeup_steps: int, steps: int, batch: int = 64, lr: float = 2e-3, lr2: float = 1e-3, seed: int = 0,
           workers: int = 1, eval_per_framing: int = 105, eval_every: int = 200,
           log: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
-    """Stage 1: closeup_steps on close-ups at lr; stage 2: steps on every framing at lr2 (each its own warm-up and
-    cosine schedule, train_instruments.lr_at). Batches render `workers` processes ahead (0: in this process)."""
-    import torch
-    import torch.nn.functional as F
+    """Stage 1: closeup_steps on close-ups at lr; stage 2: steps on every framing at lr2 (two_stage.train)."""
+    from . import two_stage
+    from .instruments import catalogue_heads
 
-    from .instruments import AttributeClassifier, catalogue_heads, to_tensor
-    from .train_instruments import _param_groups, augment, lr_at
-
-    torch.manual_seed(seed)
-    model = AttributeClassifier({"expression": catalogue_heads()["expression"]})
-    opt = torch.optim.AdamW(_param_groups(model, 1e-4), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
     t = time.perf_counter()
     held = held_out_set(eval_per_framing)
     log(f"held-out set: {len(held[0])} renders in {time.perf_counter() - t:.1f}s")
-    meta: dict[str, Any] = {"batch": batch, "seed": seed, "stages": [], "curve": []}
-    pool = ProcessPoolExecutor(workers) if workers > 0 else None
-    try:
-        for stage, (n_steps, framing, base_lr) in enumerate(((closeup_steps, CLOSE_UP, lr), (steps, None, lr2))):
-            if n_steps <= 0:
-                continue
-            seeds = [seed * 10_000_000 + stage * 1_000_000 + k for k in range(n_steps)]
-
-            def fetch(k: int):
-                args = (seeds[k], batch, framing)
-                return pool.submit(render_batch, *args) if pool else args
-
-            ahead = [fetch(k) for k in range(min(2 * max(workers, 1), n_steps))]
-            t0, losses = time.perf_counter(), []
-            for k in range(n_steps):
-                job = ahead.pop(0)
-                images, labels = job.result() if pool else render_batch(*job)
-                if k + len(ahead) + 1 < n_steps:
-                    ahead.append(fetch(k + len(ahead) + 1))
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(k / n_steps, base_lr)
-                logits = model(augment(to_tensor(images), gen))["expression"]
-                loss = F.cross_entropy(logits, torch.from_numpy(labels), label_smoothing=0.05)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                opt.step()
-                losses.append(loss.item())
-                if (k + 1) % eval_every == 0 or k + 1 == n_steps:
-                    acc = evaluate(model, *held)
-                    rec = {"stage": stage + 1, "step": k + 1, "loss": round(float(np.mean(losses[-eval_every:])), 4),
-                           "seconds": round(time.perf_counter() - t0, 1), "held_out": acc}
-                    meta["curve"].append(rec)
-                    log(json.dumps(rec))
-            meta["stages"].append({"stage": stage + 1, "framing": framing or "all", "steps": n_steps, "lr": base_lr,
-                                   "seconds": round(time.perf_counter() - t0, 1)})
-    finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
-    meta["held_out"] = evaluate(model, *held) | {"n": int(len(held[0]))}
-    return model, meta
+    stages = [two_stage.Stage(closeup_steps, CLOSE_UP, lr), two_stage.Stage(steps, None, lr2)]
+    return two_stage.train({"expression": catalogue_heads()["expression"]}, render_batch, stages,
+                           lambda model: evaluate(model, *held), batch, seed, workers, eval_every, log)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
-    from .instruments import save_instrument
+    from .two_stage import add_common_args, finish
 
     ap = argparse.ArgumentParser(prog="python -m customizer.training.train_expression", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="instruments folder (expression.safetensors + .json go there)")
     ap.add_argument("--closeup-steps", type=int, default=800, help="stage 1 steps: close-ups only")
     ap.add_argument("--steps", type=int, default=1600, help="stage 2 steps: every framing")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-3, help="stage 1 learning rate")
-    ap.add_argument("--lr2", type=float, default=1e-3, help="stage 2 learning rate")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=1, help="render processes (0: render in this process)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
     ap.add_argument("--eval-per-framing", type=int, default=105)
+    add_common_args(ap, "expression")
     args = ap.parse_args(argv)
     if args.closeup_steps < 0 or args.steps < 0 or args.closeup_steps + args.steps < 1:
         ap.error("--closeup-steps and --steps must be >= 0, together at least 1")
-    torch.set_num_threads(args.threads)
-    t = time.perf_counter()
-    model, meta = train(args.closeup_steps, args.steps, args.batch, args.lr, args.lr2, args.seed, args.workers,
-                        args.eval_per_framing, log=lambda m: print(m, file=sys.stderr, flush=True))
-    meta |= {"seconds": round(time.perf_counter() - t, 1), "threads": args.threads, "workers": args.workers,
-             "command": "python -m customizer.training.train_expression " + " ".join(argv or sys.argv[1:])}
-    path = save_instrument(model, args.out, meta, name="expression")
-    print(json.dumps({"out": str(path), "held_out": meta["held_out"], "seconds": meta["seconds"]}))
-    return 0
+    return finish(args, "expression", "train_expression", argv, lambda log: train(
+        args.closeup_steps, args.steps, args.batch, args.lr, args.lr2, args.seed, args.workers,
+        args.eval_per_framing, log=log))
 
 
 if __name__ == "__main__":
