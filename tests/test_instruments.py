@@ -167,33 +167,7 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
         assert sheet.size == (2 + 3 * 130, 2 + 10 * 130)  # 2 characters x 5 variants
 
 
-# ---- the expression instrument (train_expression.py) ----------------------------------------------------------
-def test_expression_instrument_replaces_the_joint_expression_head(tmp_path):
-    torch.manual_seed(0)
-    inst = tmp_path / "instruments"
-    ins.save_instrument(ins.IdentityEncoder(), inst)
-    ins.save_instrument(ins.AttributeClassifier(), inst)
-    images = [Image.fromarray((np.random.RandomState(i).rand(128, 128, 3) * 255).astype(np.uint8)) for i in range(3)]
-    joint = ins.Instruments.load(inst)
-    assert joint.own == {}
-    before = joint.classify(images)
-    expressions = ins.catalogue_heads()["expression"]
-    # an expression model that can only say "thinking" (its bias dominates), saved beside the joint one
-    model = ins.AttributeClassifier({"expression": expressions})
-    with torch.no_grad():
-        model.out[ins._head_key("expression")].bias[expressions.index("thinking")] = 1e3
-    ins.save_instrument(model, inst, {"note": "test"}, name=ins.EXPRESSION_FILE)
-    both = ins.Instruments.load(inst)
-    assert both.own["expression"].heads == {"expression": expressions}
-    assert both.source("expression") == "expression" and both.source("scene") == "attributes"
-    after = both.classify(images)
-    assert [p["expression"] for p in after] == ["thinking"] * 3 != [p["expression"] for p in before]
-    # every other head is still the joint model's
-    assert [{k: v for k, v in p.items() if k != "expression"} for p in after] == \
-        [{k: v for k, v in p.items() if k != "expression"} for p in before]
-    assert json.loads((inst / "expression.json").read_text())["meta"] == {"note": "test"}
-
-
+# ---- the classifiers of their own (train_expression.py, train_appearance.py) ----------------------------------
 def test_train_expression_runs_both_stages_and_saves(tmp_path):
     from customizer.training import train_expression as te
 
@@ -214,7 +188,6 @@ def test_train_expression_runs_both_stages_and_saves(tmp_path):
     assert np.array_equal(images, again)  # deterministic in the seed
 
 
-# ---- the appearance instrument (train_appearance.py) ----------------------------------------------------------
 def test_appearance_and_expression_instruments_replace_their_joint_heads(tmp_path):
     torch.manual_seed(0)
     inst = tmp_path / "instruments"
@@ -229,7 +202,7 @@ def test_appearance_and_expression_instruments_replace_their_joint_heads(tmp_pat
         model = ins.AttributeClassifier({k: heads[k] for k in keys})
         with torch.no_grad():
             model.out[ins._head_key(head)].bias[heads[head].index(label)] = 1e3
-        ins.save_instrument(model, inst, name=name)
+        ins.save_instrument(model, inst, {"note": name}, name=name)
     both = ins.Instruments.load(inst)
     assert list(both.own) == ["appearance", "expression"]
     after = both.classify(images)
@@ -238,6 +211,7 @@ def test_appearance_and_expression_instruments_replace_their_joint_heads(tmp_pat
     assert {h: both.source(h) for h in ("outfit", "theme", "expression", "framing")} == {
         "outfit": "appearance", "theme": "appearance", "expression": "expression", "framing": "attributes"}
     assert set(both.heads()) == set(heads)
+    assert json.loads((inst / "expression.json").read_text())["meta"] == {"note": "expression"}
 
 
 def test_train_appearance_runs_both_stages_and_saves(tmp_path):
