@@ -31,3 +31,16 @@ def test_adherence_refuses_bad_arguments(argv):
     with pytest.raises(SystemExit) as e:
         adherence.main(argv)
     assert e.value.code == 2
+
+
+def test_adherence_probe_with_a_lora_records_it_and_changes_the_images(tmp_path):
+    from customizer.config import REPO_ROOT
+
+    lora = REPO_ROOT / "assets" / "bundled" / "loras" / "vintage.safetensors"
+    runs = {}
+    for name, extra in (("base", []), ("lora", ["--lora", str(lora)])):
+        out = tmp_path / f"{name}.json"
+        assert adherence.main(["--seeds", "2", "--attributes", "hair_length", "--json", str(out), *extra]) == 0
+        runs[name] = json.loads(out.read_text())
+    assert runs["base"]["lora"] is None and runs["lora"]["lora"] == str(lora)
+    assert runs["lora"]["attributes"]["hair_length"] != runs["base"]["attributes"]["hair_length"]

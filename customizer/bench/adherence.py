@@ -1,6 +1,7 @@
 """Does the model follow the attribute words? One portrait prompt at a time with a single attribute changed.
 
     python -m customizer.bench.adherence --seeds 4 --json bench/adherence.json
+    python -m customizer.bench.adherence --lora runs/x/none.safetensors   # the same with a UNet LoRA at weight 1
 
 For each character attribute (hair colour ... body type; theme is a LoRA, not a word), a fixed design with only
 that attribute set to each of its choices in turn, rendered as the designer does it (the app's portrait prompt
@@ -34,7 +35,7 @@ def _mean_abs(a, b) -> float:
 
 
 def measure(folder: Path, seeds: int, sampler: str, steps: int, guidance: float, size: int,
-            attributes: tuple[str, ...] = ATTRIBUTES, log=lambda m: None) -> dict[str, Any]:
+            attributes: tuple[str, ...] = ATTRIBUTES, lora: Path | None = None, log=lambda m: None) -> dict[str, Any]:
     import numpy as np
     import torch
 
@@ -47,6 +48,9 @@ def measure(folder: Path, seeds: int, sampler: str, steps: int, guidance: float,
     plain = Plain(folder, [], "cpu", torch.float32)
     pipe = plain.pipe
     pipe.scheduler = schedulers.make(sampler, dict(pipe.scheduler.config))
+    if lora is not None:  # e.g. a LoRA trained to follow the attribute words: active at full weight
+        pipe.load_lora_weights(lora.parent, weight_name=lora.name, adapter_name="probe")
+        pipe.set_adapters(["probe"], adapter_weights=[1.0])
     instr = Instruments.load(folder / "instruments")
 
     def encode(text: str) -> torch.Tensor:
@@ -86,7 +90,7 @@ def measure(folder: Path, seeds: int, sampler: str, steps: int, guidance: float,
             "unet_response": round(float(prompt_move / max(negative_move, 1e-9)), 4),
         }
         log(f"{key}: {out[key]}")
-    return {"folder": str(folder), "seeds": seeds, "sampler": sampler, "steps": steps, "guidance": guidance,
+    return {"folder": str(folder), "lora": str(lora) if lora else None, "seeds": seeds, "sampler": sampler, "steps": steps, "guidance": guidance,
             "size": size, "base": BASE, "probe_t": PROBE_T, "attributes": out,
             "mean_accuracy": round(float(np.mean([v["accuracy"] for v in out.values()])), 4)}
 
@@ -99,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folder", type=Path, default=REPO_ROOT / "assets" / "bundled")
     ap.add_argument("--profile", default="bundled", help="sampler, steps, guidance and size from this profile")
     ap.add_argument("--attributes", default=",".join(ATTRIBUTES), help="comma-separated subset")
+    ap.add_argument("--lora", type=Path, default=None, help="a UNet LoRA (save_lora_weights file) active at weight 1")
     ap.add_argument("--json", type=Path, help="write the result here too")
     args = ap.parse_args(argv)
+    if args.lora is not None and not args.lora.is_file():
+        ap.error(f"--lora: no such file {args.lora}")
     attributes = tuple(a.strip() for a in args.attributes.split(",") if a.strip())
     if args.seeds < 2:
         ap.error("--seeds must be at least 2 (prompt_vs_seed compares seeds)")
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--attributes: choose from {', '.join(ATTRIBUTES)}")
     profile = load_config().profiles[args.profile]
     result = measure(args.folder, args.seeds, profile.scheduler, profile.steps, profile.guidance, profile.width,
-                     attributes, log=lambda m: print(m, file=sys.stderr, flush=True))
+                     attributes, args.lora, log=lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.write_text(text + "\n", encoding="utf-8")
