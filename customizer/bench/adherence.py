@@ -53,33 +53,34 @@ def measure(folder: Path, seeds: int, sampler: str, steps: int, guidance: float,
         pipe.set_adapters(["probe"], adapter_weights=[1.0])
     instr = Instruments.load(folder / "instruments")
 
-    def encode(text: str) -> torch.Tensor:
-        ids = pipe.tokenizer([text], padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return pipe.text_encoder(ids)[0]
+    def eps(text: str) -> torch.Tensor:
+        """The UNet's noise prediction for the probe latent under `text` alone (no CFG)."""
+        with torch.inference_mode():
+            embeds = pipe.encode_prompt(text, "cpu", 1, False)[0]
+            return pipe.unet(latent, torch.tensor(PROBE_T), encoder_hidden_states=embeds).sample
 
     side = size // pipe.vae_scale_factor
     latent = torch.randn(1, pipe.unet.config.in_channels, side, side, generator=torch.Generator().manual_seed(0))
     out: dict[str, Any] = {}
     for key in attributes:
         choices = list(catalogue()[key].choices)
-        images, eps, truth = {}, {}, []
+        images, by_choice, truth = {}, {}, []
         for c in choices:
             p = portrait_prompt(CharacterSpec.from_dict({**BASE, key: c}))
             images[c] = pipe([p.positive] * seeds, negative_prompt=[p.negative] * seeds, num_inference_steps=steps,
                              guidance_scale=guidance, width=size, height=size,
                              generator=[torch.Generator("cpu").manual_seed(s) for s in range(seeds)]).images
             truth += [c] * seeds
-            with torch.inference_mode():
-                eps[c] = pipe.unet(latent, torch.tensor(PROBE_T), encoder_hidden_states=encode(p.positive)).sample
-                eps_neg = pipe.unet(latent, torch.tensor(PROBE_T), encoder_hidden_states=encode(p.negative)).sample
+            by_choice[c] = eps(p.positive)
+        # the negative prompt is the same for every choice: one prediction, against the first choice's
+        negative_move = (by_choice[choices[0]] - eps(p.negative)).norm().item()
         pred = [x[key] for x in instr.classify([im for c in choices for im in images[c]])]
         across_prompts = [_mean_abs(images[a][s], images[b][s]) for a, b in itertools.combinations(choices, 2)
                           for s in range(seeds)]
         across_seeds = [_mean_abs(images[c][s], images[c][t]) for c in choices
                         for s, t in itertools.combinations(range(seeds), 2)]
-        prompt_move = np.mean([(eps[a] - eps[b]).norm().item() for a, b in itertools.combinations(choices, 2)])
-        negative_move = np.mean([(eps[c] - eps_neg).norm().item() for c in choices[:1]])
+        prompt_move = np.mean([(by_choice[a] - by_choice[b]).norm().item()
+                               for a, b in itertools.combinations(choices, 2)])
         out[key] = {
             "accuracy": round(float(np.mean([p == t for p, t in zip(pred, truth)])), 4),
             "chance": round(1 / len(choices), 4),
@@ -90,8 +91,8 @@ def measure(folder: Path, seeds: int, sampler: str, steps: int, guidance: float,
             "unet_response": round(float(prompt_move / max(negative_move, 1e-9)), 4),
         }
         log(f"{key}: {out[key]}")
-    return {"folder": str(folder), "lora": str(lora) if lora else None, "seeds": seeds, "sampler": sampler, "steps": steps, "guidance": guidance,
-            "size": size, "base": BASE, "probe_t": PROBE_T, "attributes": out,
+    return {"folder": str(folder), "lora": str(lora) if lora else None, "seeds": seeds, "sampler": sampler,
+            "steps": steps, "guidance": guidance, "size": size, "base": BASE, "probe_t": PROBE_T, "attributes": out,
             "mean_accuracy": round(float(np.mean([v["accuracy"] for v in out.values()])), 4)}
 
 

@@ -61,7 +61,6 @@ LEFT = [
 ]
 
 
-
 def _interval(settings: dict) -> str:
     """' (ours on the first k of n steps ...)' where our path runs a guidance interval (settings.guidance_end)."""
     from ..recipe import cfg_steps
@@ -71,6 +70,7 @@ def _interval(settings: dict) -> str:
     if end is None or keep >= int(settings["steps"]):
         return ""
     return f" (ours on the first {keep} of {settings['steps']} steps only: guidance_end {end:g})"
+
 
 def _interval_row(ba: dict) -> list[str]:
     iv = ba.get("interval")
