@@ -121,6 +121,16 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
                 "identity_no_ip_adapter", "n_characters", "n_selfies", "seconds"):
         assert key in report, key
     assert report["n_characters"] == 2 and report["n_selfies"] == 4
+    # the per-stage ceiling table comes first: renderer -> the profile's VAE round trip -> model, per figure
+    assert list(report)[0] == "ceiling_table"
+    rows = {r["figure"]: r for r in report["ceiling_table"]}
+    assert {"mean", "eye_colour", "theme", "scene", "expression", "verification"} <= set(rows)
+    assert rows["mean"]["renderer"] == report["renderer_ceiling"]["attribute_accuracy"]["mean"]
+    assert rows["mean"]["vae_roundtrip"] == report["vae_roundtrip_ceiling"]["attribute_accuracy"]["mean"]
+    assert rows["mean"]["model"] == report["attribute_accuracy"]["mean"]
+    assert rows["scene"]["model"] == report["scene_accuracy"]
+    for r in rows.values():
+        assert r["model_over_renderer"] is None or r["model_over_renderer"] == round(r["model"] / r["renderer"], 3)
     assert set(ins.ATTRIBUTE_KEYS) | {"mean"} <= set(report["attribute_accuracy"])
     # mean_visible leaves out what a close-up hides; those two are scored on the wide selfies instead
     acc = report["attribute_accuracy"]

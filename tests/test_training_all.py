@@ -19,6 +19,9 @@ TINY = {"tiny": {
     "theme_latents": ["--n", "6", "--batch", "4"],
     "lora": ["--steps", "1", *FAST, "--sample-prompts", "1"],
     "themes": ["fantasy"],       # no instruments stage: tests/test_instruments.py covers that CLI
+    # encoders pre-trained on their own, frozen in the base stage
+    "text_encoder": ["--steps", "2", *FAST, "--captions", "40", "--held-out", "16"],
+    "image_encoder": ["--steps", "1", *FAST, "--batch", "1", "--eval-people", "4"],
 }}
 
 
@@ -41,6 +44,9 @@ def test_runner_trains_every_stage_resumes_and_assembles(tmp_path):
     assert "[done] vae" not in second.stderr                 # it was unfinished, so it continued
     runs = tmp_path / "runs"
     assert runner.checkpoint_step(runs / "vae") == 2 and runner.checkpoint_step(runs / "base") == 2
+    base_start = json.loads((runs / "base" / "log.jsonl").read_text().splitlines()[0])
+    assert base_start["frozen_text_encoder"] == str(runs / "text_encoder")
+    assert base_start["frozen_image_encoder"] == str(runs / "image_encoder")
     assert json.loads((runs / "latents_fantasy.json").read_text())["theme"] == "fantasy"
     out = tmp_path / "bundled"
     assert (out / "loras" / "fantasy.safetensors").exists() and (out / "ip_adapter" / "ip_adapter.safetensors").exists()
@@ -81,15 +87,31 @@ def test_plan_trains_the_instruments_of_their_own_after_the_joint_ones(tmp_path)
                                             "appearance": ["--portrait-steps", "1", "--steps", "1"]}}))
     stages = plan(tmp_path / "runs", "t", tmp_path / "out", recipe)
     names = [s.name for s in stages]
-    assert names[-4:] == ["instruments", "appearance", "expression", "assemble"]
-    assert stages[-3].module == "train_appearance" and stages[-3].args[2:] == ["--portrait-steps", "1", "--steps", "1"]
-    expr = stages[-2]
+    # the instruments first: they read renderer ground truth only, and the learning curves need them
+    assert names[:3] == ["instruments", "appearance", "expression"] and names[-1] == "assemble"
+    assert stages[1].module == "train_appearance" and stages[1].args[2:] == ["--portrait-steps", "1", "--steps", "1"]
+    expr = stages[2]
     assert expr.module == "train_expression" and not expr.done and not expr.resumable
     assert expr.args[:2] == ["--out", str(tmp_path / "runs" / "instruments")]
     # done once the folder's expression.json records both stages' steps (6 in all)
     inst = tmp_path / "runs" / "instruments"
     inst.mkdir(parents=True)
     (inst / "expression.json").write_text(json.dumps({"meta": {"stages": [{"steps": 2}, {"steps": 3}]}}))
-    assert not plan(tmp_path / "runs", "t", tmp_path / "out", recipe)[-2].done
+    assert not plan(tmp_path / "runs", "t", tmp_path / "out", recipe)[2].done
     (inst / "expression.json").write_text(json.dumps({"meta": {"stages": [{"steps": 2}, {"steps": 4}]}}))
-    assert plan(tmp_path / "runs", "t", tmp_path / "out", recipe)[-2].done
+    assert plan(tmp_path / "runs", "t", tmp_path / "out", recipe)[2].done
+
+
+def test_plan_freezes_pretrained_encoders_in_the_base_and_fills_the_instruments_folder(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "base": ["--steps", "2", "--curve-instruments",
+                                                                     runner.INSTRUMENTS]}}))
+    runs = tmp_path / "runs"
+    stages = {s.name: s for s in runner.plan(runs, "t", tmp_path / "out", recipe)}
+    names = list(stages)
+    assert names.index("text_encoder") < names.index("base") and names.index("image_encoder") < names.index("base")
+    base = stages["base"].args
+    assert base[base.index("--text-encoder") + 1] == str(runs / "text_encoder")
+    assert base[base.index("--image-encoder") + 1] == str(runs / "image_encoder")
+    assert base[base.index("--curve-instruments") + 1] == str(runs / "instruments")
+    assert "--text-encoder" in stages["assemble"].args and stages["text_encoder"].resumable

@@ -46,8 +46,12 @@ def test_vae_trains_writes_grid_and_resumes(vae_dir):
     assert ckpt_step(vae_dir) == 2 and steps_logged(vae_dir) == [1, 2]
     with pytest.raises(SystemExit):                       # never silently restart over an existing run
         train_vae.main(["--out", str(vae_dir), "--steps", "3", *FAST])
-    assert train_vae.main(["--out", str(vae_dir), "--steps", "3", "--resume", *FAST]) == 0
+    with pytest.raises(SystemExit, match="another schedule"):   # more steps re-derive the LR schedule: say so
+        train_vae.main(["--out", str(vae_dir), "--steps", "3", "--resume", *FAST])
+    assert train_vae.main(["--out", str(vae_dir), "--steps", "3", "--resume", "--schedule-change", *FAST]) == 0
     assert ckpt_step(vae_dir) == 3 and steps_logged(vae_dir) == [1, 2, 3]
+    log = common.JsonlLog(vae_dir / common.LOG, echo=False).read()
+    assert [r["changed"] for r in log if r.get("event") == "schedule_change"] == [{"steps": [2, 3]}]
     cfg = json.loads((vae_dir / "config.json").read_text())
     assert cfg["_class_name"] == "AutoencoderKL" and 0 < cfg["scaling_factor"] < 100
 

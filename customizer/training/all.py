@@ -3,8 +3,9 @@
     python -m customizer.training.all --runs DIR [--budget small|full] [--max-minutes M] [--out assets/bundled]
                                       [--dry-run]
 
-Stages (recipe.yaml holds their arguments): vae -> latents -> base (+ IP-Adapter) -> theme latents -> LoRAs ->
-instruments -> assemble. A stage counts as done when its output says so (a checkpoint at the target step, a
+Stages (recipe.yaml holds their arguments): vae -> latents -> text encoder (captions only) -> image encoder
+(identity only) -> base (UNet + IP-Adapter on the frozen encoders) -> theme latents -> LoRAs -> instruments ->
+assemble. The encoder stages are optional: a recipe without them trains the encoders inside the base stage. A stage counts as done when its output says so (a checkpoint at the target step, a
 latent file made with the current VAE, the instruments' report); an unfinished one is continued with --resume and
 the minutes left of --max-minutes, so repeating the same command across sessions finishes the model. Every stage
 is a subprocess running the stage's own CLI, exactly the commands README.md documents (printed before each run).
@@ -22,6 +23,24 @@ from pathlib import Path
 import yaml
 
 RECIPE = Path(__file__).with_name("recipe.yaml")
+INSTRUMENTS = "{instruments}"   # in recipe.yaml: the runs' instruments folder (learning curves read them)
+# in recipe.yaml: the first design's VAE (1,500 steps, 4 latent channels), which the second one warm-starts from;
+# taken out of the repository's history into the runs folder when a plan needs it
+FIRST_VAE = "{first_design_vae}"
+FIRST_VAE_COMMIT, FIRST_VAE_PATH = "825c4a7", "assets/bundled/vae"
+
+
+def first_design_vae(runs: Path) -> Path:
+    """runs/first_design_vae: the AutoencoderKL folder of FIRST_VAE_COMMIT (git archive of the repository)."""
+    dest = runs / "first_design_vae"
+    if not (dest / "config.json").exists():
+        repo = Path(__file__).resolve().parents[2]
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(repo), "archive", FIRST_VAE_COMMIT, FIRST_VAE_PATH],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "--strip-components", str(FIRST_VAE_PATH.count("/") + 1), "-C", str(dest)],
+                       input=archive, check=True)
+    return dest
 
 
 @dataclass
@@ -85,14 +104,38 @@ def own_steps(folder: Path, name: str) -> int:
 def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stage]:
     r = yaml.safe_load(recipe.read_text(encoding="utf-8"))[budget]
     vae, base, latents = runs / "vae", runs / "base", runs / "latents.pt"
-    stages = [
-        Stage("vae", "train_vae", ["--out", str(vae), *r["vae"], "--resume"],
+    inst = runs / "instruments"
+
+    def fill(args: list[str]) -> list[str]:
+        return [str(inst) if a == INSTRUMENTS else str(first_design_vae(runs)) if a == FIRST_VAE else a
+                for a in args]
+
+    stages: list[Stage] = []
+    if "instruments" in r:     # first: they only read renderer ground truth, and the learning curves read them
+        stages.append(Stage("instruments", "train_instruments", ["--out", str(inst), *r["instruments"]],
+                            instruments_steps(inst) >= int(_arg(r["instruments"], "--steps")), resumable=False,
+                            min_minutes=float(r.get("instruments_minutes", 0))))
+        for name, (module, first) in OWN_INSTRUMENTS.items():
+            if name in r:
+                want = int(_arg(r[name], first)) + int(_arg(r[name], "--steps"))
+                stages.append(Stage(name, module, ["--out", str(inst), *r[name]], own_steps(inst, name) >= want,
+                                    resumable=False, min_minutes=float(r.get(f"{name}_minutes", 0))))
+    stages += [
+        Stage("vae", "train_vae", ["--out", str(vae), *fill(r["vae"]), "--resume"],
               checkpoint_step(vae) >= int(_arg(r["vae"], "--steps"))),
         Stage("latents", "encode_corpus", ["--vae", str(vae), "--out", str(latents), *r["latents"]],
               latents_current(latents, vae), resumable=False),
-        Stage("base", "train_base", ["--latents", str(latents), "--vae", str(vae), "--out", str(base), *r["base"],
-                                     "--resume"], checkpoint_step(base) >= int(_arg(r["base"], "--steps"))),
     ]
+    base_args = ["--latents", str(latents), "--vae", str(vae), "--out", str(base)]
+    for key, module, flag in (("text_encoder", "train_text_encoder", "--text-encoder"),
+                              ("image_encoder", "train_image_encoder", "--image-encoder")):
+        if key in r:   # pre-trained on its own, then frozen in the base stage
+            run = runs / key
+            stages.append(Stage(key, module, ["--out", str(run), *fill(r[key]), "--resume"],
+                                checkpoint_step(run) >= int(_arg(r[key], "--steps"))))
+            base_args += [flag, str(run)]
+    stages.append(Stage("base", "train_base", [*base_args, *fill(r["base"]), "--resume"],
+                        checkpoint_step(base) >= int(_arg(r["base"], "--steps"))))
     loras = []
     for theme in r["themes"]:
         tl, lr = runs / f"latents_{theme}.pt", runs / f"lora_{theme}"
@@ -105,16 +148,10 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
                              *r["lora"], "--resume"], checkpoint_step(lr) >= int(_arg(r["lora"], "--steps"))))
     assemble_args = ["--vae", str(vae), "--base", str(base), *[a for lr in loras for a in ("--lora", str(lr))],
                      "--out", str(out)]
-    if "instruments" in r:     # optional: a recipe may ship the model without its measuring instruments
-        inst = runs / "instruments"
-        stages.append(Stage("instruments", "train_instruments", ["--out", str(inst), *r["instruments"]],
-                            instruments_steps(inst) >= int(_arg(r["instruments"], "--steps")), resumable=False,
-                            min_minutes=float(r.get("instruments_minutes", 0))))
-        for name, (module, first) in OWN_INSTRUMENTS.items():
-            if name in r:
-                want = int(_arg(r[name], first)) + int(_arg(r[name], "--steps"))
-                stages.append(Stage(name, module, ["--out", str(inst), *r[name]], own_steps(inst, name) >= want,
-                                    resumable=False, min_minutes=float(r.get(f"{name}_minutes", 0))))
+    for key in ("text_encoder", "image_encoder"):
+        if key in r:
+            assemble_args += [f"--{key.replace('_', '-')}", str(runs / key)]
+    if "instruments" in r:
         assemble_args += ["--instruments", str(inst)]
     stages.append(Stage("assemble", "assemble", assemble_args, False, resumable=False))
     return stages

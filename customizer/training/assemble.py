@@ -36,6 +36,8 @@ def stage_facts(run: Path) -> dict:
         "final_loss": steps[-1]["loss"] if steps else None,
         "sessions": 1 + resumes,
         **({"eval_l1": evals[-1]["eval_l1"]} if evals else {}),
+        # the learning curve: what the eval's instruments read at each point (train_vae / train_base "curve")
+        **({"curve": curves} if (curves := [r for r in records if r.get("event") == "curve"]) else {}),
     }
 
 
@@ -50,7 +52,8 @@ def _copytree(src: Path, dst: Path) -> None:
 
 
 def assemble(vae: Path, base: Path, loras: list[Path], out: Path, max_mb: float,
-             instruments: Path | None = None) -> dict:
+             instruments: Path | None = None, encoders: dict[str, Path] | None = None) -> dict:
+    """encoders: the runs of the pre-trained, frozen encoders (text_encoder, image_encoder), for the model card."""
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -76,9 +79,14 @@ def assemble(vae: Path, base: Path, loras: list[Path], out: Path, max_mb: float,
     facts = {"size_mb": round(size, 2), "themes": themes,
              "parts_mb": {p.name: round(folder_mb(p) if p.is_dir() else p.stat().st_size / 1e6, 2)
                           for p in sorted(tmp.iterdir()) if p.name != "model_index.json"},
-             "stages": {"vae": stage_facts(vae), "base + ip_adapter": stage_facts(base),
+             "stages": {"vae": stage_facts(vae),
+                        **{name: stage_facts(run) for name, run in (encoders or {}).items()},
+                        "base + ip_adapter": stage_facts(base),
                         **{f"lora {t}": stage_facts(r) for t, r in zip(themes, loras)}}}
     (tmp / "training.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+    from .curve_plot import plot_curves
+
+    plot_curves(facts["stages"], tmp / "learning_curve.png")
     (tmp / "README.md").write_text(model_card(facts), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
@@ -134,10 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", required=True, type=Path, help="train_base run folder (pipeline/ + ip_adapter/)")
     ap.add_argument("--lora", action="append", type=Path, default=[], help="train_lora run folder (repeat)")
     ap.add_argument("--instruments", type=Path, default=None, help="train_instruments output folder")
+    ap.add_argument("--text-encoder", type=Path, default=None, help="train_text_encoder run (model card)")
+    ap.add_argument("--image-encoder", type=Path, default=None, help="train_image_encoder run (model card)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--max-mb", type=float, default=60.0)
     args = ap.parse_args(argv)
-    facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb, args.instruments)
+    encoders = {k: v for k, v in (("text_encoder", args.text_encoder), ("image_encoder", args.image_encoder)) if v}
+    facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb, args.instruments, encoders)
     print(f"assembled {args.out}: {facts['size_mb']} MB, themes {facts['themes']}", file=sys.stderr)
     return 0
 

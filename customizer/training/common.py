@@ -123,10 +123,33 @@ def load_checkpoint(path: str | Path, restore_rng: bool = True) -> dict[str, Any
     return state
 
 
-def resume_point(state: dict[str, Any], geometry: str) -> tuple[int, float]:
-    """(step, seconds) to continue from; refuses a checkpoint made for another geometry."""
+# what a resumed run must share with the run it continues: the LR warmup and cosine are functions of these, so a
+# change would silently re-derive the schedule mid-run (the shipped base was started at 3,500 steps and resumed at
+# 2,500 without a word)
+SCHEDULE_KEYS = ("steps", "lr", "warmup", "batch")
+
+
+def schedule_of(args) -> dict[str, Any]:
+    """The schedule a run was started with (stored in its checkpoints, compared on resume)."""
+    return {"steps": int(args.steps), "lr": float(args.lr), "warmup": default_warmup(args), "batch": int(args.batch)}
+
+
+def resume_point(state: dict[str, Any], geometry: str, args=None, log: JsonlLog | None = None) -> tuple[int, float]:
+    """(step, seconds) to continue from; refuses a checkpoint made for another geometry, and (given args) one made
+    with another schedule unless args.schedule_change is set, in which case the change is written to the log."""
     if state.get("geometry") != geometry:
         raise SystemExit(f"checkpoint geometry {state.get('geometry')!r} != --geometry {geometry!r}")
+    if args is not None and state.get("schedule") is not None:
+        old, new = state["schedule"], schedule_of(args)
+        changed = {k: [old.get(k), new[k]] for k in SCHEDULE_KEYS if old.get(k) != new[k]}
+        if changed:
+            if not getattr(args, "schedule_change", False):
+                what = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+                raise SystemExit(f"the checkpoint was made with another schedule ({what}): resume with the same "
+                                 "arguments, or pass --schedule-change to continue on the new schedule (recorded in "
+                                 "the log)")
+            if log is not None:
+                log.write(event="schedule_change", step=int(state["step"]), changed=changed)
     return int(state["step"]), float(state["seconds"])
 
 
@@ -294,23 +317,32 @@ def held_out_records(seed: int, n: int, per_identity: int = 2) -> list:
 
 class RenderStream(torch.utils.data.Dataset):
     """Global sample index -> rendered training image (CHW, [-1, 1]). Index = step * batch + b, so the data a
-    step sees depends only on (seed, step): resuming needs no data-loader state, and workers need no sharding."""
+    step sees depends only on (seed, step): resuming needs no data-loader state, and workers need no sharding.
+    detail=True adds each image's detail mask (1HW, detail_mask.py): (image, mask) pairs."""
 
-    def __init__(self, seed: int, size: int, length: int):
-        self.seed, self.size, self.length = seed, size, length
+    def __init__(self, seed: int, size: int, length: int, detail: bool = False):
+        self.seed, self.size, self.length, self.detail = seed, size, length, detail
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, i: int):
         from .corpus import render_record
 
-        return to_tensor(render_record(train_record(self.seed, int(i)), self.size))
+        rec = train_record(self.seed, int(i))
+        img = render_record(rec, self.size)
+        if not self.detail:
+            return to_tensor(img)
+        from .detail_mask import detail_mask
+
+        mask = detail_mask(rec, self.size, np.asarray(img, np.float32))
+        return to_tensor(img), torch.from_numpy(mask)[None]
 
 
-def batches(seed: int, size: int, batch: int, start_step: int, end_step: int, workers: int) -> Iterator[torch.Tensor]:
+def batches(seed: int, size: int, batch: int, start_step: int, end_step: int, workers: int,
+            detail: bool = False) -> Iterator:
     """Training batches for steps start_step .. end_step-1 (rendered on the fly, `workers` processes)."""
-    ds = RenderStream(seed, size, end_step * batch)
+    ds = RenderStream(seed, size, end_step * batch, detail)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=range(start_step * batch, end_step * batch),
                                          num_workers=workers, persistent_workers=False,
                                          prefetch_factor=4 if workers else None, pin_memory=False)
@@ -330,6 +362,8 @@ def add_common_args(ap: argparse.ArgumentParser, default_batch: int) -> None:
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="wall-clock budget of this invocation: stop cleanly (checkpoint + weights) when spent")
     ap.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    ap.add_argument("--schedule-change", action="store_true",
+                    help="resume a checkpoint made with other --steps/--lr/--warmup/--batch (recorded in the log)")
     ap.add_argument("--warmup", type=int, default=None, help="LR warmup steps (default: min(500, steps // 10))")
     ap.add_argument("--log-every", type=int, default=10, help="steps between log lines")
     ap.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints")

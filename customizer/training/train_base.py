@@ -200,6 +200,18 @@ def main(argv: list[str] | None = None) -> int:
                          "adapter or zero embedding, half each)")
     ap.add_argument("--save-dtype", choices=("fp16", "fp32"), default="fp16",
                     help="weights dtype of the pipeline folder (the app casts to its device dtype on load)")
+    ap.add_argument("--text-encoder", type=Path, default=None,
+                    help="train_text_encoder run folder: its encoder and tokenizer, frozen, with every caption's "
+                         "states computed once (a step runs the UNet alone)")
+    ap.add_argument("--image-encoder", type=Path, default=None,
+                    help="train_image_encoder run folder: its encoder, frozen, with every reference embedded once")
+    ap.add_argument("--global-text", action="store_true",
+                    help="UNet addition_embed_type 'text': the pooled prompt is added to the time embedding, so every "
+                         "resnet sees it (diffusers' TextTimeEmbedding)")
+    ap.add_argument("--curve-every", type=int, default=0,
+                    help="steps between learning-curve points (curve.py: adherence probe + eval slice; 0: none)")
+    ap.add_argument("--curve-instruments", type=Path, default=None, help="the eval's instruments (read only)")
+    ap.add_argument("--curve-characters", type=int, default=64, help="held-out characters of the eval slice")
     args = ap.parse_args(argv)
 
     from diffusers import AutoencoderKL
@@ -236,19 +248,37 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         raise SystemExit(f"--ip-states: {e}") from e
 
+    if args.global_text:
+        geo = {**geo, "unet": {**geo["unet"], "addition_embed_type": "text", "addition_embed_type_num_heads": 4}}
     common.seed_everything(args.seed)
     comps = build_components(geo, args.seed)
     unet, text_encoder = comps["unet"], comps["text_encoder"]
     del comps
+    if args.text_encoder is not None:   # pre-trained on captions (train_text_encoder), frozen
+        from transformers import CLIPTextModel
+
+        text_encoder = CLIPTextModel.from_pretrained(args.text_encoder / "text_encoder", dtype=torch.float32)
+        text_encoder.requires_grad_(False).eval()
     image_encoder = None
     if use_ip:
         ip_adapter.attach(unet, geo, args.seed + 1)
-        image_encoder = ip_adapter.build_image_encoder(geo, args.seed + 2).to(dev.device)
+        if args.image_encoder is not None:   # pre-trained on identity (train_image_encoder), frozen
+            from transformers import CLIPVisionModelWithProjection
+
+            image_encoder = CLIPVisionModelWithProjection.from_pretrained(args.image_encoder / "image_encoder",
+                                                                          dtype=torch.float32)
+            image_encoder.requires_grad_(False).eval()
+        else:
+            image_encoder = ip_adapter.build_image_encoder(geo, args.seed + 2)
+        image_encoder = image_encoder.to(dev.device)
     unet, text_encoder = unet.to(dev.device), text_encoder.to(dev.device)
     # one EMA over everything that is trained together (a UNet average paired with a live encoder would mismatch)
-    trained = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder}
-                                  | ({"image_encoder": image_encoder} if use_ip else {}))
-    tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(out / "tokenizer"))
+    trained = torch.nn.ModuleDict({"unet": unet}
+                                  | ({"text_encoder": text_encoder} if args.text_encoder is None else {})
+                                  | ({"image_encoder": image_encoder} if use_ip and args.image_encoder is None
+                                     else {}))
+    tokenizer = CLIPTokenizer.from_pretrained(args.text_encoder / "tokenizer" if args.text_encoder is not None
+                                              else write_clip_tokenizer(out / "tokenizer"))
     ddpm = noise_scheduler()
 
     def tokenize(texts: list[str]) -> torch.Tensor:
@@ -256,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
                          return_tensors="pt").input_ids
 
     corpus = diffusion_step.Corpus.from_file_data(data, tokenize, app_negative())
+    t_pre = time.perf_counter()
+    corpus.precompute(text_encoder if args.text_encoder is not None else None,
+                      image_encoder if use_ip and args.image_encoder is not None else None, dev.device)
+    precompute_seconds = round(time.perf_counter() - t_pre, 1)
     conditioning = diffusion_step.Conditioning(args.caption_dropout, args.negative_dropout_share,
                                                ip_shares if use_ip else None)
     n_data = len(corpus)
@@ -265,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     ema = common.EMA(trained, args.ema).to(dev.device) if args.ema > 0 else None
     step, seconds = 0, 0.0
     if state is not None:
-        step, seconds = common.resume_point(state, args.geometry)
+        step, seconds = common.resume_point(state, args.geometry, args, log)
         if bool(state.get("ip_adapter", False)) != use_ip:
             raise SystemExit(f"{out} was trained {'with' if state.get('ip_adapter') else 'without'} the IP-Adapter: "
                              "resume it the same way")
@@ -291,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
                           "image_encoder": n_img},
                   fp16_mb=round(2 * (n_unet + n_te + n_vae + n_img) / 1e6, 2), batch=args.batch, steps=args.steps,
                   lr=args.lr, warmup=warmup, ema=args.ema, snr_gamma=args.snr_gamma,
-                  caption_dropout=args.caption_dropout, ip_states=list(ip_shares) if use_ip else None)
+                  caption_dropout=args.caption_dropout, ip_states=list(ip_shares) if use_ip else None,
+                  frozen_text_encoder=str(args.text_encoder) if args.text_encoder else None,
+                  frozen_image_encoder=str(args.image_encoder) if args.image_encoder else None,
+                  global_text=args.global_text, precompute_seconds=precompute_seconds,
+                  trained_params=sum(p.numel() for p in trained.parameters()))
     else:
         log.write(event="resume", step=step, device=dev.describe())
 
@@ -307,12 +345,29 @@ def main(argv: list[str] | None = None) -> int:
         img.save(out / "samples" / "sample_latest.png")
         log.write(event="samples", step=step, seconds=round(time.perf_counter() - t, 2))
 
+    def curve_point() -> None:
+        from . import curve
+
+        folder = out / "curve"
+        with ema_ctx():
+            save_base_pipeline(unet, vae, text_encoder, ddpm, folder / "pipeline", "fp32", geo)
+            ipa = ip_adapter.save(unet, image_encoder, folder / "ip_adapter", torch.float32) if use_ip else None
+        (folder / "sheets").mkdir(parents=True, exist_ok=True)
+        threads = torch.get_num_threads()
+        try:
+            point = curve.point(folder / "pipeline", ipa, args.curve_instruments, args.curve_characters,
+                                sheet=folder / "sheets" / f"curve_{step:06d}.png")
+        finally:
+            torch.set_num_threads(threads)
+            trained.train()
+        log.write(event="curve", step=step, seconds=round(seconds, 1), **point)
+
     def checkpoint() -> None:
         common.save_checkpoint(out / common.CHECKPOINT, {
             "step": step, "seconds": seconds, "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
             "image_encoder": image_encoder.state_dict() if use_ip else None, "ip_adapter": use_ip,
             "opt": opt.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-            "geometry": args.geometry, "args": {k: str(v) for k, v in vars(args).items()}})
+            "geometry": args.geometry, "schedule": common.schedule_of(args), "args": {k: str(v) for k, v in vars(args).items()}})
         log.write(event="checkpoint", step=step)
 
     budget = common.Budget(args.max_minutes)
@@ -348,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         if step % args.sample_every == 0:
             sample_grid()
             last_grid = step
+        if args.curve_every and args.curve_instruments and step % args.curve_every == 0:
+            curve_point()
         if step % args.ckpt_every == 0 and step < args.steps:
             checkpoint()
         if budget.expired() and step < args.steps:

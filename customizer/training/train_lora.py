@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     step, seconds = 0, 0.0
     if state is not None:
-        step, seconds = common.resume_point(state, args.geometry)
+        step, seconds = common.resume_point(state, args.geometry, args, log)
         from peft.utils import set_peft_model_state_dict
         set_peft_model_state_dict(unet, state["lora"], adapter_name=args.theme)
         opt.load_state_dict(state["opt"])
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     def checkpoint() -> None:
         common.save_checkpoint(out / common.CHECKPOINT, {
             "step": step, "seconds": seconds, "lora": lora_state(unet, args.theme), "opt": opt.state_dict(),
-            "geometry": args.geometry, "args": {k: str(v) for k, v in vars(args).items()}})
+            "geometry": args.geometry, "schedule": common.schedule_of(args), "args": {k: str(v) for k, v in vars(args).items()}})
         log.write(event="checkpoint", step=step)
 
     budget = common.Budget(args.max_minutes)

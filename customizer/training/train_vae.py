@@ -34,19 +34,31 @@ def edge_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((dxa - dxb).abs().mean() + (dya - dyb).abs().mean())
 
 
-def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = None,
+             detail: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """detail: (B,1,H,W) masks of the pixels that carry eye colour and expression (detail_mask.py); their L1 counts
+    1 + args.detail_weight times (a weighted mean, so the loss keeps its scale)."""
     post = vae.encode(x).latent_dist
     eps = torch.randn(post.mean.shape, generator=generator).to(x.device, post.mean.dtype)
     z = post.mean + post.std * eps
     rec = vae.decode(z).sample
     rec, xf = rec.float(), x.float()
-    l1 = (rec - xf).abs().mean()
+    err = (rec - xf).abs()
+    if detail is not None and args.detail_weight:
+        w = 1.0 + args.detail_weight * detail.to(err.device, err.dtype)
+        l1 = (err * w).sum() / (w.sum() * err.shape[1])
+    else:
+        l1 = err.mean()
     edge = edge_l1(rec, xf)
     kl = post.kl().float().mean() / z[0].numel()
     loss = l1 + args.edge_weight * edge + args.kl_weight * kl
     if args.mse_weight:
         loss = loss + args.mse_weight * F.mse_loss(rec, xf)
-    return loss, {"l1": l1.item(), "edge": edge.item(), "kl": kl.item()}
+    parts = {"l1": l1.item(), "edge": edge.item(), "kl": kl.item()}
+    if detail is not None:
+        d = detail.to(err.device, err.dtype)
+        parts["detail_l1"] = ((err * d).sum() / (d.sum() * err.shape[1]).clamp(min=1)).item()
+    return loss, parts
 
 
 @torch.no_grad()
@@ -67,6 +79,32 @@ def evaluate(vae, images: torch.Tensor, dev: common.Device, batch: int = 16) -> 
             "latent_mean": lat.mean().item(), "latent_std": lat.std().item()}
 
 
+class Curve:
+    """The learning curve: the eval's figures on a fixed held-out slice, renderer vs this VAE's round trip."""
+
+    def __init__(self, instruments: Path, characters: int, selfies_per: int = 3):
+        from ..bench.vae_roundtrip import planned_characters
+        from ..eval import calibrated_threshold, renderer_images, score
+        from .instruments import Instruments
+
+        self.instr, self.calibrated = Instruments.load(instruments), calibrated_threshold(instruments)
+        self.chars = renderer_images(planned_characters(characters, selfies_per, salt="vae-curve"))
+        self.renderer = score(self.instr, self.chars, self.calibrated)
+
+    def read(self, vae) -> dict:
+        from ..bench.vae_roundtrip import FIGURES, figure, ratios, roundtrip_chars
+        from ..eval import score
+
+        was = vae.training
+        vae.eval()
+        rt = score(self.instr, roundtrip_chars(vae, self.chars), self.calibrated)
+        vae.train(was)
+        r = ratios(rt, self.renderer)
+        return {"roundtrip": {k.split(".")[-1]: figure(rt, k) for k in FIGURES},
+                "min_ratio": min(v for v in r.values() if v is not None),
+                "ratio": {k.split(".")[-1]: v for k, v in r.items()}}
+
+
 def recon_grid(images: torch.Tensor, rec: torch.Tensor, cols: int = 8):
     rows = []
     for i in range(0, len(images), cols):
@@ -78,6 +116,17 @@ def recon_grid(images: torch.Tensor, rec: torch.Tensor, cols: int = 8):
 def save_vae(vae, out: Path, scaling_factor: float) -> None:
     vae.register_to_config(scaling_factor=float(scaling_factor))
     vae.save_pretrained(out, safe_serialization=True)
+
+
+def warm_start(vae, folder: Path) -> int:
+    """Copy every tensor of folder's VAE whose name and shape match vae's; returns how many were copied."""
+    from diffusers import AutoencoderKL
+
+    src = AutoencoderKL.from_pretrained(folder, dtype=torch.float32).state_dict()
+    own = vae.state_dict()
+    same = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    vae.load_state_dict(same, strict=False)
+    return len(same)
 
 
 def build_vae(geo: dict, seed: int):
@@ -96,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None,
                     help="render processes (default: 0 on CPU, min(8, cores - 1) on CUDA)")
     ap.add_argument("--eval-images", type=int, default=16, help="held-out renders for eval, grid and scaling factor")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="AutoencoderKL folder to start from: every tensor of the same shape is copied (a wider "
+                         "latent keeps the trained blocks; only the latent-side convolutions start new)")
+    ap.add_argument("--detail-weight", type=float, default=0.0,
+                    help="extra L1 weight on the pixels that carry eye colour and expression (detail_mask.py)")
+    ap.add_argument("--curve-instruments", type=Path, default=None,
+                    help="instruments folder: at every grid, log what they read through this VAE (learning curve; "
+                         "read only, never a loss)")
+    ap.add_argument("--curve-characters", type=int, default=16, help="held-out characters of the learning curve")
     args = ap.parse_args(argv)
 
     geo = common.geometry(args.geometry)
@@ -114,9 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     step, seconds = 0, 0.0
     if state is not None:
-        step, seconds = common.resume_point(state, args.geometry)
+        step, seconds = common.resume_point(state, args.geometry, args, log)
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+    elif args.init_from is not None:
+        copied = warm_start(vae, args.init_from)
+        log.write(event="init_from", folder=str(args.init_from), copied=copied,
+                  tensors=len(vae.state_dict()))
     scaling = float(state["scaling_factor"]) if state else 1.0
     warmup = common.default_warmup(args)
 
@@ -128,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     if step == 0:
         log.write(event="start", geometry=args.geometry, device=dev.describe(), params=n_params,
                   fp16_mb=round(2 * n_params / 1e6, 2), batch=args.batch, steps=args.steps, lr=args.lr,
-                  kl_weight=args.kl_weight, edge_weight=args.edge_weight, workers=workers)
+                  kl_weight=args.kl_weight, edge_weight=args.edge_weight, detail_weight=args.detail_weight,
+                  workers=workers)
     else:
         log.write(event="resume", step=step, device=dev.describe())
 
@@ -139,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         save_vae(vae, out, scaling)
         common.save_checkpoint(out / common.CHECKPOINT, {
             "step": step, "seconds": seconds, "model": vae.state_dict(), "opt": opt.state_dict(),
-            "geometry": args.geometry, "scaling_factor": scaling, "args": vars(args) | {"out": str(out)}})
+            "geometry": args.geometry, "schedule": common.schedule_of(args), "scaling_factor": scaling, "args": vars(args) | {"out": str(out)}})
         log.write(event="final" if final else "checkpoint", step=step, eval_l1=ev["eval_l1"],
                   latent_mean=ev["latent_mean"], latent_std=ev["latent_std"], scaling_factor=scaling)
 
@@ -154,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         img.save(out / "samples" / "recon_latest.png")
         log.write(event="eval", step=step, eval_l1=ev["eval_l1"], latent_mean=ev["latent_mean"],
                   latent_std=ev["latent_std"])
+        if curve is not None:
+            log.write(event="curve", step=step, seconds=round(seconds, 1), **curve.read(vae))
 
+    curve = Curve(args.curve_instruments, args.curve_characters) if args.curve_instruments else None
     budget = common.Budget(args.max_minutes)
     vae.train()
     if step == 0:
@@ -162,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     acc, acc_n, t_last, data_wait = {}, 0, time.perf_counter(), 0.0
     stopped = "steps"
     t_data = time.perf_counter()
-    for x in common.batches(args.seed, size, args.batch, step, args.steps, workers):
+    detail_on = args.detail_weight > 0
+    for item in common.batches(args.seed, size, args.batch, step, args.steps, workers, detail=detail_on):
+        x, detail = item if detail_on else (item, None)
         data_wait += time.perf_counter() - t_data
         t0 = time.perf_counter()
         lr = common.lr_at(step, args.lr, warmup, args.steps)
@@ -170,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             g["lr"] = lr
         x = x.to(dev.device, non_blocking=True)
         with dev.autocast():
-            loss, parts = vae_loss(vae, x, args, common.step_generator(args.seed, "vae-noise", step))
+            loss, parts = vae_loss(vae, x, args, common.step_generator(args.seed, "vae-noise", step), detail)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

@@ -1,0 +1,218 @@
+"""The bundled model's second design on the tiny geometry: encoders pre-trained on their own and frozen, a UNet
+step on precomputed text states and reference embeddings, the VAE's detail-weighted loss and learning curve, the
+schedule check on resume, and the VAE round-trip ceiling."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from customizer.training import common, encode_corpus, train_base, train_vae
+
+FAST = ["--geometry", "tiny", "--batch", "2", "--log-every", "1", "--ckpt-every", "1", "--sample-every", "2"]
+INSTRUMENTS = "assets/bundled/instruments"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def log_events(run, event):
+    return [r for r in common.JsonlLog(run / common.LOG, echo=False).read() if r.get("event") == event]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("second-design")
+
+
+@pytest.fixture(scope="module")
+def vae_dir(runs):
+    out = runs / "vae"
+    assert train_vae.main(["--out", str(out), "--steps", "2", *FAST, "--detail-weight", "10",
+                           "--curve-instruments", INSTRUMENTS, "--curve-characters", "2"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def latents(vae_dir, runs):
+    out = runs / "latents.pt"
+    assert encode_corpus.main(["--vae", str(vae_dir), "--n", "10", "--out", str(out), "--batch", "4"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def text_encoder_run(runs):
+    from customizer.training import train_text_encoder
+
+    out = runs / "text_encoder"
+    assert train_text_encoder.main(["--out", str(out), "--steps", "3", *FAST, "--captions", "60",
+                                    "--held-out", "16"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def image_encoder_run(runs):
+    from customizer.training import train_image_encoder
+
+    out = runs / "image_encoder"
+    assert train_image_encoder.main(["--out", str(out), "--steps", "2", *FAST, "--batch", "1", "--workers", "0",
+                                     "--eval-people", "4", "--instruments", INSTRUMENTS]) == 0
+    return out
+
+
+def test_detail_mask_marks_the_eyes_and_mouth_only():
+    from customizer.training.corpus import PORTRAIT, Record
+    from customizer.training.detail_mask import detail_mask
+    from customizer.training.render import Variation, default_attrs
+
+    rec = Record(0, 1234, default_attrs(), Variation.sample(5, **PORTRAIT), "portrait", "")
+    mask = detail_mask(rec, 128)
+    assert mask.shape == (128, 128) and set(np.unique(mask)) == {0.0, 1.0}
+    assert 0.005 < mask.mean() < 0.1                     # small marks, not the picture
+    rows = np.nonzero(mask.any(axis=1))[0]
+    assert 30 < rows.mean() < 100                         # on the face of a close-up, not the background corners
+
+
+def test_vae_detail_weight_and_learning_curve_are_logged(vae_dir):
+    start = log_events(vae_dir, "start")[0]
+    assert start["detail_weight"] == 10.0
+    steps = [r for r in common.JsonlLog(vae_dir / common.LOG, echo=False).read() if "loss" in r]
+    assert all(0 <= r["detail_l1"] for r in steps)
+    curve = log_events(vae_dir, "curve")
+    assert [c["step"] for c in curve] == [0, 2]
+    for c in curve:
+        assert {"eye_colour", "mean", "expression_accuracy", "verification_accuracy"} <= set(c["roundtrip"])
+        assert c["min_ratio"] == min(v for v in c["ratio"].values() if v is not None)
+
+
+def test_vae_warm_start_copies_every_tensor_of_the_same_shape(vae_dir, tmp_path):
+    from diffusers import AutoencoderKL
+
+    from customizer.engine.architectures import geometry
+
+    geo = geometry("tiny")
+    wider = AutoencoderKL(in_channels=3, out_channels=3, **{**geo["vae"], "latent_channels": 8})
+    copied = train_vae.warm_start(wider, vae_dir)
+    src = AutoencoderKL.from_pretrained(vae_dir).state_dict()
+    own = wider.state_dict()
+    assert 0 < copied < len(own)                          # the latent-side convolutions differ in shape
+    same = [k for k in src if own[k].shape == src[k].shape]
+    assert len(same) == copied and all(torch.equal(own[k], src[k]) for k in same)
+
+
+def test_resume_refuses_a_changed_schedule_unless_told(vae_dir):
+    args = ["--out", str(vae_dir), *FAST, "--resume", "--detail-weight", "10"]
+    with pytest.raises(SystemExit, match="another schedule"):
+        train_vae.main([*args, "--steps", "3", "--lr", "1e-3"])
+    assert train_vae.main([*args, "--steps", "3", "--schedule-change"]) == 0
+    change = log_events(vae_dir, "schedule_change")
+    assert change and change[-1]["changed"]["steps"] == [2, 3] and change[-1]["step"] == 2
+
+
+def test_text_encoder_learns_the_caption_labels_and_saves(text_encoder_run):
+    from transformers import CLIPTextModel
+
+    from customizer.training.train_text_encoder import label_space
+
+    report = json.loads((text_encoder_run / "report.json").read_text())
+    assert report["steps"] == 3 and set(report["held_out_accuracy"]) == {*label_space(), "min"}
+    assert set(label_space()["scene"]) >= {"unstated"} and label_space()["kind"] == ["portrait", "selfie"]
+    enc = CLIPTextModel.from_pretrained(text_encoder_run / "text_encoder")
+    assert enc.config.hidden_size == 32
+
+
+def test_labels_follow_what_the_caption_states():
+    from customizer.training.corpus import identity_records
+    from customizer.training.train_text_encoder import label_space, labels_of
+
+    heads = label_space()
+    names = list(heads)
+    portrait, selfie = identity_records(1234)[:2]
+    lp, ls = labels_of(portrait, heads), labels_of(selfie, heads)
+    assert heads["scene"][lp[names.index("scene")]] == "unstated" and heads["kind"][lp[names.index("kind")]] == "portrait"
+    assert heads["scene"][ls[names.index("scene")]] == selfie.variation.scene
+    assert heads["hair_colour"][lp[names.index("hair_colour")]] == portrait.attrs["hair_colour"]
+    assert heads["hair_colour"][lp[names.index("hair_colour")]] in portrait.caption
+
+
+def test_image_encoder_report_measures_it_and_the_judge_on_the_same_pairs(image_encoder_run):
+    report = json.loads((image_encoder_run / "report.json").read_text())
+    enc, judge = report["held_out"]["encoder"], report["held_out"]["instrument"]
+    assert enc["n_people"] == judge["n_people"] == 4
+    assert enc["verification"]["n_same"] == judge["verification"]["n_same"] > 0
+    assert (image_encoder_run / "image_encoder" / "config.json").exists()
+
+
+def test_precomputed_encoders_give_the_same_prediction_as_running_them(latents, text_encoder_run):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from customizer.engine.architectures import geometry
+    from customizer.training import diffusion_step, ip_adapter
+
+    geo = geometry("tiny")
+    te = CLIPTextModel.from_pretrained(text_encoder_run / "text_encoder").eval()
+    tok = CLIPTokenizer.from_pretrained(text_encoder_run / "tokenizer")
+    enc = ip_adapter.build_image_encoder(geo, 2).eval()
+    data = torch.load(latents, map_location="cpu", weights_only=False)
+
+    def tokenize(texts):
+        return tok(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+
+    live = diffusion_step.Corpus.from_file_data(data, tokenize, "bad")
+    pre = diffusion_step.Corpus.from_file_data(data, tokenize, "bad").precompute(te, enc)
+    cond = diffusion_step.Conditioning(0.5, 0.5, (0.6, 0.2, 0.2))
+    alphas = train_base.noise_scheduler().alphas_cumprod
+    a = diffusion_step.draw(live, torch.Generator().manual_seed(3), 6, cond, alphas, "cpu")
+    b = diffusion_step.draw(pre, torch.Generator().manual_seed(3), 6, cond, alphas, "cpu")
+    assert torch.equal(a.noisy, b.noisy) and torch.equal(a.cond, b.cond)      # same draws, same order
+    assert b.states is not None and b.ref_embeds is not None and b.ref_pixels is None
+    from customizer.engine.architectures import build_components
+
+    unet = build_components(geo, 0)["unet"]
+    ip_adapter.attach(unet, geo, 1)
+    with torch.no_grad():
+        pa = diffusion_step.predict(unet, te, enc, a, "cpu")
+        pb = diffusion_step.predict(unet, None, None, b, "cpu")
+    assert torch.allclose(pa, pb, atol=2e-3)             # fp16-stored text states: close, not bit-equal
+
+
+def test_base_on_frozen_encoders_trains_the_unet_alone_and_saves_them_unchanged(
+        latents, vae_dir, text_encoder_run, image_encoder_run, runs):
+    from transformers import CLIPTextModel, CLIPVisionModelWithProjection
+
+    out = runs / "base"
+    assert train_base.main(["--latents", str(latents), "--vae", str(vae_dir), "--out", str(out), "--steps", "2",
+                            *FAST, "--sample-prompts", "2", "--save-dtype", "fp32", "--text-encoder",
+                            str(text_encoder_run), "--image-encoder", str(image_encoder_run), "--global-text",
+                            "--curve-every", "2", "--curve-instruments", INSTRUMENTS,
+                            "--curve-characters", "2"]) == 0
+    start = log_events(out, "start")[0]
+    assert start["trained_params"] == start["params"]["unet (with IP-Adapter)"]   # the UNet (+ adapter) alone
+    saved = CLIPTextModel.from_pretrained(out / "pipeline" / "text_encoder").state_dict()
+    pre = CLIPTextModel.from_pretrained(text_encoder_run / "text_encoder").state_dict()
+    assert all(torch.equal(saved[k], pre[k]) for k in pre)
+    saved = CLIPVisionModelWithProjection.from_pretrained(out / "ip_adapter" / "image_encoder").state_dict()
+    pre = CLIPVisionModelWithProjection.from_pretrained(image_encoder_run / "image_encoder").state_dict()
+    assert all(torch.equal(saved[k], pre[k]) for k in pre)
+    unet_cfg = json.loads((out / "pipeline" / "unet" / "config.json").read_text())
+    assert unet_cfg["addition_embed_type"] == "text"       # global text conditioning, in the saved config
+    curve = log_events(out, "curve")
+    assert [c["step"] for c in curve] == [2]
+    sl = curve[0]["eval_slice"]
+    assert {"attributes", "verification", "verification_no_ip_adapter", "scene", "expression"} <= set(sl)
+    assert set(curve[0]["adherence"]) == {"hair_colour", "hair_style", "hair_length", "eye_colour", "skin_tone",
+                                          "outfit", "body_type"}
+    assert (out / "curve" / "sheets" / "curve_000002.png").exists()
+
+
+def test_vae_roundtrip_ceiling_scores_renderer_and_round_trip(vae_dir):
+    from customizer.bench import vae_roundtrip
+
+    report = vae_roundtrip.measure([vae_dir], __import__("pathlib").Path(INSTRUMENTS), 2, 1)
+    block = report["vaes"][str(vae_dir)]
+    assert block["latent_channels"] == 4
+    ratio = block["ratio"]
+    assert set(ratio) == set(vae_roundtrip.FIGURES)
+    r, v = report["renderer"]["attribute_accuracy"]["mean"], block["vae_roundtrip"]["attribute_accuracy"]["mean"]
+    assert ratio["attribute_accuracy.mean"] == (round(v / r, 4) if r else None)
