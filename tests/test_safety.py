@@ -133,3 +133,75 @@ def test_non_text_is_a_type_error():
 def test_safety_negative_comes_from_yaml():
     assert safety_negative() == RULES["negative_terms"]
     assert "child" in safety_negative()
+
+
+# ---------------------------------------------------------------- second round: categories, names, obfuscation
+
+@pytest.mark.parametrize("category,text", [
+    ("violence", "a severed head on a plate"), ("violence", "cutting off his hand"), ("violence", "gore"),
+    ("abuse", "bound and gagged"), ("abuse", "being choked by her boyfriend"), ("abuse", "forced to strip"),
+    ("hate", "swastika armband"), ("hate", "KKK hood"), ("hate", "a 14/88 tattoo"),
+    ("explicit", "wearing nothing but a smile"), ("explicit", "not wearing any clothes"),
+    ("explicit", "her dress slipping off"), ("explicit", "covered only by her hands"), ("explicit", "in the buff"),
+    ("minors", "a 7th grader"), ("minors", "she's 15"), ("minors", "looks about 14"), ("minors", "under 18"),
+])
+def test_new_categories_and_implicit_phrasings(category, text):
+    err = refused(text, field="scene_text")
+    assert err.category == category
+    assert str(err).startswith(f"scene_text: {RULES[category]['reason']}")
+
+
+@pytest.mark.parametrize("text", [
+    "looks like Ryan Gosling", "a Keanu Reeves lookalike", "lookalike of Tom Hanks", "face of Cillian Murphy",
+    "photo of Margot Robbie", "selfie with Pedro Pascal", "as Harry Styles", "resembling Natalie Portman",
+    "Zendaya's twin", "Henry Cavill's face", "looks like Jude Law", "looks like keanu reeves",
+    "looks like the actor Tom Hardy", "a young Leonardo DiCaprio lookalike", "sieht aus wie Til Schweiger",
+    "looks like my ex girlfriend", "same face as my best friend", "President Lincoln at his desk",
+    "Тоm Наnks lookalike",  # Cyrillic capitals
+])
+def test_likeness_of_real_people_refused(text):
+    assert refused(text).category == "real_people"
+
+
+@pytest.mark.parametrize("text", [
+    "a market on Victor Hugo street", "a museum in Washington", "walking across the George Washington Bridge",
+    "a flat near Victoria Station", "Trump Tower lobby", "the Queen Elizabeth Hospital entrance",
+    "picture of the Eiffel Tower", "a street that looks like Hong Kong", "looks like Central Park in autumn",
+    "with Jack Russell terrier", "dressed as Robin Hood", "a photo of Emma at the beach",
+    "With Rose Gold Jewelry And Pearls",  # Title Case: capitals say nothing about names
+    "looks like rose petals", "in the style of Van Gogh", "Nina", "Victor Hugo Lima", "Mia Rossi",
+])
+def test_places_things_and_fictional_names_allowed(text):
+    check_text(text)
+
+
+@pytest.mark.parametrize("text,match", [
+    ("nuuude", "nude"), ("nu de", "nude"), ("n*ked", "naked"), ("ɴᴜᴅᴇ", "nude"), ("🇳🇺🇩🇪", "nude"),
+    ("nippIes showing", "nipples"), ("teenaged", "teenage"), ("toddlers", "toddler"), ("r4pe", "rape"),
+    ("sw@stika", "swastika"), ("NUDE!!!", "nude"), ("t a y l o r s w i f t", "taylorswift"),
+])
+def test_more_obfuscations_caught(text, match):
+    assert refused(text).match == match
+
+
+@pytest.mark.parametrize("text,category", [
+    ("niña", "minors"), ("nackt am Strand", "explicit"), ("голая", "explicit"), ("ヌード写真", "explicit"),
+    ("une adolescente de 15 ans", "minors"), ("свастика", "hate"), ("Leiche im Wald", "violence"),
+])
+def test_other_languages(text, category):
+    assert refused(text).category == category
+
+
+@pytest.mark.parametrize("text", [
+    "a 5 year old dog", "a 12-year-old whisky", "he's 6'2\" with broad shoulders", "she is 5 feet tall",
+    "she minored in art history", "naked eye astronomy", "a kindergarten teacher, 45", "Gore-Tex jacket",
+    "kinky coily hair", "nude lipstick", "a pin-up girl look", "minor scars", "the year 1488", "a 1O year old car",
+])
+def test_ordinary_phrases_near_the_rules_allowed(text):
+    check_text(text)
+
+
+def test_categories_are_checked_in_file_order():
+    from customizer.safety import categories
+
+    assert categories() == [k for k, v in RULES.items() if isinstance(v, dict)]
