@@ -29,7 +29,7 @@ from .packs import DEFAULT_KIND, pack_kind
 from .prompts import portrait_prompt, selfie_prompt
 from .recipe import Recipe, recipe_guidance_end
 from .settings import Settings, samplers
-from .store import Store
+from .store import Store, clean_name
 
 log = logging.getLogger(__name__)
 MAX_CANDIDATES = 4
@@ -216,6 +216,8 @@ class Studio:
         """Generate n candidate portraits for a (new or still-draft) character; seeds are seed, seed+1, ... n > 1:
         all in one batched pipeline call (each recipe records the batch; reproduce re-renders it)."""
         spec_obj = CharacterSpec.from_dict(spec)
+        if name is not None and (not isinstance(name, str) or name.strip()):
+            clean_name(name)  # a refused name costs nothing: before the model loads or anything is stored
         n = _count("candidates", n, MAX_CANDIDATES)
         base_seed = resolve_seed(seed)
         settings = Settings.resolve(self.profile, advanced)

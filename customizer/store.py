@@ -39,6 +39,7 @@ import sqlite_utils
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from . import safety
 from .errors import NotFound, SpecError, StateError, StorageError, shown
 from .likeness.result import STATES as LIKENESS_STATES
 
@@ -188,6 +189,8 @@ def _dumps(value: Any) -> str:
 
 
 def clean_name(name: Any) -> str:
+    """A character or pack name as stored: text, 1-80 characters, no control characters, and through the same
+    safety policy as the prompt text (customizer/safety.py), since names are stored, listed and exported."""
     if not isinstance(name, str):
         raise SpecError("name", "must be text")
     name = name.strip()
@@ -195,6 +198,7 @@ def clean_name(name: Any) -> str:
         raise SpecError("name", f"must be 1 to {NAME_MAX} characters long (got {len(name)})")
     if any(unicodedata.category(c) == "Cc" for c in name):
         raise SpecError("name", "must not contain control characters such as line breaks")
+    safety.check_text(name, field="name")
     return name
 
 
