@@ -216,3 +216,22 @@ def test_vae_roundtrip_ceiling_scores_renderer_and_round_trip(vae_dir):
     assert set(ratio) == set(vae_roundtrip.FIGURES)
     r, v = report["renderer"]["attribute_accuracy"]["mean"], block["vae_roundtrip"]["attribute_accuracy"]["mean"]
     assert ratio["attribute_accuracy.mean"] == (round(v / r, 4) if r else None)
+
+
+def test_assembled_model_card_keeps_the_encoders_and_learning_curves(
+        vae_dir, text_encoder_run, image_encoder_run, runs):
+    from customizer.training import assemble
+
+    base = runs / "base"
+    if not (base / "pipeline").exists():
+        pytest.skip("needs the frozen-encoder base run of this module")
+    out = runs / "bundled"
+    facts = assemble.assemble(vae_dir, base, [], out, max_mb=60,
+                              encoders={"text_encoder": text_encoder_run, "image_encoder": image_encoder_run})
+    assert list(facts["stages"]) == ["vae", "text_encoder", "image_encoder", "base + ip_adapter"]
+    assert facts["stages"]["base + ip_adapter"]["curve"][0]["step"] == 2
+    assert [c["step"] for c in facts["stages"]["vae"]["curve"]] == [0, 2]   # resumed to 3 above, without a curve
+    saved = json.loads((out / "training.json").read_text())
+    assert saved["stages"]["text_encoder"]["steps_done"] == 3
+    assert (out / "learning_curve.png").exists()
+    assert "learning_curve.png" in (out / "README.md").read_text()

@@ -103,6 +103,7 @@ def model_card(facts: dict) -> str:
                     f"{hours:.2f} h in {st['sessions']} session(s) | "
                     f"{st['final_loss'] if st['final_loss'] is None else round(st['final_loss'], 4)} |")
     parts = "\n".join(f"| {k} | {v} MB |" for k, v in facts["parts_mb"].items())
+    curves = curve_tables(facts["stages"])
     return f"""# Bundled model (trained by this project)
 
 A Stable Diffusion 1.x-format model trained from scratch on this project's synthetic character renderer
@@ -131,9 +132,47 @@ their weight alone (the captions never contained theme words), so the app's them
 |---|---|---|---|---|
 {chr(10).join(rows)}
 
+{curves}
 Reproduce: the commands in `customizer/training/README.md` (each stage resumable with `--max-minutes` and
 `--resume`); `training.json` holds every stage's hyper-parameters as logged at its start.
 """
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def curve_tables(stages: dict) -> str:
+    """The learning curves as tables (the picture is learning_curve.png): what each CPU hour bought."""
+    out = []
+    vae = stages.get("vae", {}).get("curve", [])
+    if vae:
+        out += ["## Learning curves", "", "![learning curves](learning_curve.png)", "",
+                "VAE: the instruments' reading of held-out renders after the round trip, over their reading of the "
+                "renders themselves (bar: >= 0.95 each).", "",
+                "| step | CPU h | attributes | eye colour | hair colour | outfit | expression | verification | lowest |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for c in vae:
+            r = c["ratio"]
+            out.append(f"| {c['step']} | {c['seconds'] / 3600:.2f} | {_f(r.get('mean'))} | {_f(r.get('eye_colour'))} | "
+                       f"{_f(r.get('hair_colour'))} | {_f(r.get('outfit'))} | {_f(r.get('expression_accuracy'))} | "
+                       f"{_f(r.get('verification_accuracy'))} | {_f(c.get('min_ratio'))} |")
+        out.append("")
+    base = next((st.get("curve", []) for name, st in stages.items() if name.startswith("base")), [])
+    if base:
+        if not vae:
+            out += ["## Learning curves", "", "![learning curves](learning_curve.png)", ""]
+        out += ["Base (UNet + IP-Adapter): the eval slice (held-out characters: portrait, then a selfie conditioned "
+                "on it, and the same selfie with the adapter off) and the adherence probe's mean read-back.", "",
+                "| step | CPU h | attributes | scene | expression | verification | without adapter | adherence |",
+                "|---|---|---|---|---|---|---|---|"]
+        for c in base:
+            e = c["eval_slice"]
+            out.append(f"| {c['step']} | {c['seconds'] / 3600:.2f} | {_f(e.get('attributes'))} | {_f(e.get('scene'))} | "
+                       f"{_f(e.get('expression'))} | {_f(e.get('verification'))} | "
+                       f"{_f(e.get('verification_no_ip_adapter'))} | {_f(c.get('adherence_mean'))} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
