@@ -235,3 +235,16 @@ def test_assembled_model_card_keeps_the_encoders_and_learning_curves(
     assert saved["stages"]["text_encoder"]["steps_done"] == 3
     assert (out / "learning_curve.png").exists()
     assert "learning_curve.png" in (out / "README.md").read_text()
+
+
+def test_crop_windows_are_deterministic_and_land_on_the_details():
+    from customizer.training.common import RenderStream
+
+    faces = RenderStream(0, 128, 64, detail=True, crop=32, face_share=1.0)
+    anywhere = RenderStream(0, 128, 64, detail=True, crop=32, face_share=0.0)
+    x, m = faces[5]
+    assert x.shape == (3, 32, 32) and m.shape == (1, 32, 32)
+    assert torch.equal(x, RenderStream(0, 128, 64, detail=True, crop=32, face_share=1.0)[5][0])   # resumable
+    on_face = np.mean([float(faces[i][1].mean() > 0) for i in range(12)])
+    at_random = np.mean([float(anywhere[i][1].mean() > 0) for i in range(12)])
+    assert on_face == 1.0 and at_random < on_face

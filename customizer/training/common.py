@@ -318,10 +318,15 @@ def held_out_records(seed: int, n: int, per_identity: int = 2) -> list:
 class RenderStream(torch.utils.data.Dataset):
     """Global sample index -> rendered training image (CHW, [-1, 1]). Index = step * batch + b, so the data a
     step sees depends only on (seed, step): resuming needs no data-loader state, and workers need no sharding.
-    detail=True adds each image's detail mask (1HW, detail_mask.py): (image, mask) pairs."""
+    detail=True adds each image's detail mask (1HW, detail_mask.py): (image, mask) pairs. crop=C returns a CxC
+    window instead of the whole picture, centred on a random detail pixel (eyes, brows, mouth) with probability
+    face_share, anywhere otherwise: a convolutional VAE learns the same mapping from windows, and the compute
+    goes where the small things are."""
 
-    def __init__(self, seed: int, size: int, length: int, detail: bool = False):
+    def __init__(self, seed: int, size: int, length: int, detail: bool = False, crop: int | None = None,
+                 face_share: float = 0.5):
         self.seed, self.size, self.length, self.detail = seed, size, length, detail
+        self.crop, self.face_share = crop, face_share
 
     def __len__(self) -> int:
         return self.length
@@ -331,18 +336,33 @@ class RenderStream(torch.utils.data.Dataset):
 
         rec = train_record(self.seed, int(i))
         img = render_record(rec, self.size)
-        if not self.detail:
+        if not self.detail and not self.crop:
             return to_tensor(img)
         from .detail_mask import detail_mask
 
-        mask = detail_mask(rec, self.size, np.asarray(img, np.float32))
-        return to_tensor(img), torch.from_numpy(mask)[None]
+        mask = torch.from_numpy(detail_mask(rec, self.size, np.asarray(img, np.float32)))[None]
+        x = to_tensor(img)
+        if self.crop:
+            x, mask = self._window(x, mask, random.Random(stable_seed("crop", self.seed, int(i))))
+        return (x, mask) if self.detail else x
+
+    def _window(self, x: torch.Tensor, mask: torch.Tensor, rng: random.Random):
+        c, side = int(self.crop), x.shape[-1]
+        ys, xs = torch.nonzero(mask[0] > 0, as_tuple=True)
+        if len(ys) and rng.random() < self.face_share:
+            k = rng.randrange(len(ys))
+            cy, cx = int(ys[k]) + rng.randint(-c // 4, c // 4), int(xs[k]) + rng.randint(-c // 4, c // 4)
+        else:
+            cy, cx = rng.randrange(side), rng.randrange(side)
+        top = min(max(cy - c // 2, 0), side - c)
+        left = min(max(cx - c // 2, 0), side - c)
+        return x[:, top:top + c, left:left + c], mask[:, top:top + c, left:left + c]
 
 
 def batches(seed: int, size: int, batch: int, start_step: int, end_step: int, workers: int,
-            detail: bool = False) -> Iterator:
+            detail: bool = False, crop: int | None = None, face_share: float = 0.5) -> Iterator:
     """Training batches for steps start_step .. end_step-1 (rendered on the fly, `workers` processes)."""
-    ds = RenderStream(seed, size, end_step * batch, detail)
+    ds = RenderStream(seed, size, end_step * batch, detail, crop, face_share)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=range(start_step * batch, end_step * batch),
                                          num_workers=workers, persistent_workers=False,
                                          prefetch_factor=4 if workers else None, pin_memory=False)

@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                          "latent keeps the trained blocks; only the latent-side convolutions start new)")
     ap.add_argument("--detail-weight", type=float, default=0.0,
                     help="extra L1 weight on the pixels that carry eye colour and expression (detail_mask.py)")
+    ap.add_argument("--crop", type=int, default=None,
+                    help="train on CROP x CROP windows (a multiple of the VAE's factor), centred on the eyes, brows "
+                         "or mouth for --face-share of them (the eval and the grids stay on whole pictures)")
+    ap.add_argument("--face-share", type=float, default=0.5, help="share of --crop windows centred on a detail")
     ap.add_argument("--curve-instruments", type=Path, default=None,
                     help="instruments folder: at every grid, log what they read through this VAE (learning curve; "
                          "read only, never a loss)")
@@ -202,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         save_vae(vae, out, scaling)
         common.save_checkpoint(out / common.CHECKPOINT, {
             "step": step, "seconds": seconds, "model": vae.state_dict(), "opt": opt.state_dict(),
-            "geometry": args.geometry, "schedule": common.schedule_of(args), "scaling_factor": scaling, "args": vars(args) | {"out": str(out)}})
+            "geometry": args.geometry, "schedule": common.schedule_of(args), "crop": args.crop, "scaling_factor": scaling, "args": vars(args) | {"out": str(out)}})
         log.write(event="final" if final else "checkpoint", step=step, eval_l1=ev["eval_l1"],
                   latent_mean=ev["latent_mean"], latent_std=ev["latent_std"], scaling_factor=scaling)
 
@@ -229,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     stopped = "steps"
     t_data = time.perf_counter()
     detail_on = args.detail_weight > 0
-    for item in common.batches(args.seed, size, args.batch, step, args.steps, workers, detail=detail_on):
+    if step > 0 and (state or {}).get("crop") != args.crop:
+        log.write(event="data_change", step=step, crop=[(state or {}).get("crop"), args.crop],
+                  face_share=args.face_share)
+    for item in common.batches(args.seed, size, args.batch, step, args.steps, workers, detail=detail_on,
+                               crop=args.crop, face_share=args.face_share):
         x, detail = item if detail_on else (item, None)
         data_wait += time.perf_counter() - t_data
         t0 = time.perf_counter()
