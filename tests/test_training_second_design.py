@@ -209,7 +209,12 @@ def test_base_on_frozen_encoders_trains_the_unet_alone_and_saves_them_unchanged(
 def test_vae_roundtrip_ceiling_scores_renderer_and_round_trip(vae_dir):
     from customizer.bench import vae_roundtrip
 
-    report = vae_roundtrip.measure([vae_dir], __import__("pathlib").Path(INSTRUMENTS), 2, 1)
+    grid = vae_dir.parent / "roundtrip.png"
+    report = vae_roundtrip.measure([vae_dir], __import__("pathlib").Path(INSTRUMENTS), 2, 1, grid=grid)
+    from PIL import Image
+
+    with Image.open(grid) as im:                          # renderer row + one round-trip row, 4 pictures each
+        assert im.size == (2 + 4 * 130, 2 + 2 * 130)
     block = report["vaes"][str(vae_dir)]
     assert block["latent_channels"] == 4
     ratio = block["ratio"]

@@ -82,8 +82,19 @@ def planned_characters(n: int, selfies_per: int, salt: str = "eval") -> list[dic
             for i, c in enumerate(held_out_characters(n, salt))]
 
 
+def grid_images(chars: list[dict[str, Any]], n: int = 8) -> list[Image.Image]:
+    """n pictures for the before/after grid: alternately a character's reference and one of its selfies."""
+    out = []
+    for c in chars:
+        out += [c["reference"], c["selfies"][0][0]] if c["selfies"] else [c["reference"]]
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
 def measure(vae_dirs: list[Path], instruments: Path, characters: int, selfies_per: int,
-            log=lambda m: None) -> dict[str, Any]:
+            log=lambda m: None, grid: Path | None = None) -> dict[str, Any]:
+    """grid: also write a PNG, first row the renderer's pictures, then one row per VAE's round trip of them."""
     import torch
     from diffusers import AutoencoderKL
 
@@ -99,14 +110,23 @@ def measure(vae_dirs: list[Path], instruments: Path, characters: int, selfies_pe
         f"{renderer.get('expression_accuracy')} verification {renderer['identity']['verification_accuracy']}")
     report: dict[str, Any] = {"characters": characters, "selfies_per": selfies_per, "instruments": str(instruments),
                               "renderer": renderer, "vaes": {}}
+    shown = grid_images(chars)
+    rows = [shown]
     for d in vae_dirs:
         vae = AutoencoderKL.from_pretrained(d, dtype=torch.float32).eval()
+        rows.append(roundtrip(vae, shown))
         rt = score(instr, roundtrip_chars(vae, chars), calibrated)
         report["vaes"][str(d)] = {"latent_channels": int(vae.config.latent_channels), "vae_roundtrip": rt,
                                   "ratio": ratios(rt, renderer)}
         log(f"{d}: attributes {rt['attribute_accuracy']['mean']} expression {rt.get('expression_accuracy')} "
             f"verification {rt['identity']['verification_accuracy']}")
     report["seconds"] = round(time.perf_counter() - t0, 1)
+    if grid is not None:
+        from ..training.common import grid as sheet
+
+        grid.parent.mkdir(parents=True, exist_ok=True)
+        sheet(rows).save(grid)
+        report["grid"] = {"path": str(grid), "rows": ["renderer", *map(str, vae_dirs)]}
     return report
 
 
@@ -119,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--characters", type=int, default=60, help="held-out characters (eval's)")
     ap.add_argument("--selfies-per", type=int, default=4)
     ap.add_argument("--json", type=Path, default=None, help="write the report here")
+    ap.add_argument("--grid", type=Path, default=None,
+                    help="write a before/after PNG: the renderer's pictures, then each VAE's round trip")
     args = ap.parse_args(argv)
     report = measure(args.vae, args.instruments, args.characters, args.selfies_per,
-                     log=lambda m: print(m, file=sys.stderr, flush=True))
+                     log=lambda m: print(m, file=sys.stderr, flush=True), grid=args.grid)
     text = json.dumps(report, indent=2) + "\n"
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
