@@ -253,3 +253,6 @@ def test_crop_windows_are_deterministic_and_land_on_the_details():
     on_face = np.mean([float(faces[i][1].mean() > 0) for i in range(12)])
     at_random = np.mean([float(anywhere[i][1].mean() > 0) for i in range(12)])
     assert on_face == 1.0 and at_random < on_face
+    # four windows of one picture: the same drawing, other places (or the same place, by chance)
+    a, b = faces[8][0], faces[9][0]
+    assert not torch.equal(a, b) and faces[12][0].shape == a.shape
