@@ -256,3 +256,15 @@ def test_crop_windows_are_deterministic_and_land_on_the_details():
     # four windows of one picture: the same drawing, other places (or the same place, by chance)
     a, b = faces[8][0], faces[9][0]
     assert not torch.equal(a, b) and faces[12][0].shape == a.shape
+
+
+def test_stop_at_keeps_the_schedule_of_the_full_run(latents, vae_dir, text_encoder_run, runs):
+    out = runs / "base-stop"
+    args = ["--latents", str(latents), "--vae", str(vae_dir), "--out", str(out), "--steps", "4", *FAST,
+            "--sample-prompts", "1", "--sample-every", "100", "--no-ip-adapter", "--text-encoder",
+            str(text_encoder_run)]
+    assert train_base.main([*args, "--stop-at", "1"]) == 0
+    state = torch.load(out / common.CHECKPOINT, map_location="cpu", weights_only=False)
+    assert state["step"] == 1 and state["schedule"]["steps"] == 4
+    assert train_base.main([*args, "--resume"]) == 0          # the same schedule: no --schedule-change needed
+    assert torch.load(out / common.CHECKPOINT, map_location="cpu", weights_only=False)["step"] == 4

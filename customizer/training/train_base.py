@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="steps between learning-curve points (curve.py: adherence probe + eval slice; 0: none)")
     ap.add_argument("--curve-instruments", type=Path, default=None, help="the eval's instruments (read only)")
     ap.add_argument("--curve-characters", type=int, default=64, help="held-out characters of the eval slice")
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="stop cleanly at this step, on the schedule of --steps (for a short comparison of two "
+                         "variants: the winner resumes where it stopped)")
     args = ap.parse_args(argv)
 
     from diffusers import AutoencoderKL
@@ -374,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     trained.train()
     acc_loss, acc_n, t_last, last_grid, stopped = 0.0, 0, time.perf_counter(), -1, "steps"
     alphas = ddpm.alphas_cumprod
-    while step < args.steps:
+    end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
+    if end < args.steps:
+        stopped = "stop-at"
+    while step < end:
         t0 = time.perf_counter()
         g = common.step_generator(args.seed, "base-step", step)   # data, noise, timesteps, dropout: f(seed, step)
         b = diffusion_step.draw(corpus, g, args.batch, conditioning, alphas, dev.device)
@@ -407,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             curve_point()
         if step % args.ckpt_every == 0 and step < args.steps:
             checkpoint()
-        if budget.expired() and step < args.steps:
+        if budget.expired() and step < end:
             stopped = "max-minutes"
             break
     if last_grid != step:
