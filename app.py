@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    studio = Studio(config, profile, store)
+    studio = Studio(config, profile, store, enforce_budget=True)
     if args.preload:
         try:
             studio.engine  # noqa: B018 - load now so the first click is fast

@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from .budget import BudgetConfig
+from .budget import parse as _budget
 from .errors import ConfigError
 from .likeness.registry import INSTRUMENTS
 
@@ -95,6 +97,7 @@ class Profile:
     upscaler: str | None = None
     allow_download: bool = False
     likeness: LikenessConfig | None = None  # None: selfies carry likeness 'unavailable'
+    budget: BudgetConfig | None = None  # compute budget per request (customizer/budget.py); None: no limit
     extra: dict[str, Any] = field(default_factory=dict)  # keys this code does not know (yet)
 
 
@@ -145,7 +148,8 @@ def _profile(name: str, raw: dict[str, Any], base: Path) -> Profile:
         if not 0 < guidance_end <= 1:
             raise ValueError(f"guidance_end must be in (0, 1] (a fraction of the steps), got {guidance_end}")
         known = {"family", "base_model", "ip_adapter", "controlnet", "themes", "scheduler", "steps", "guidance",
-                 "guidance_end", "width", "height", "device", "dtype", "upscaler", "allow_download", "likeness"}
+                 "guidance_end", "width", "height", "device", "dtype", "upscaler", "allow_download", "likeness",
+                 "budget"}
         return Profile(
             name=name,
             family=str(raw.get("family", "sd15")),
@@ -171,6 +175,7 @@ def _profile(name: str, raw: dict[str, Any], base: Path) -> Profile:
             upscaler=_resolve(base, raw.get("upscaler")),
             allow_download=bool(raw.get("allow_download", False)),
             likeness=_likeness(raw.get("likeness"), base),
+            budget=_budget(raw.get("budget")),
             extra={k: v for k, v in raw.items() if k not in known},
         )
     except (KeyError, TypeError, ValueError) as e:

@@ -5,17 +5,21 @@ the app starts (and the characters panel works) before the model has loaded.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
 import threading
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from PIL import Image
 
-from . import archive, charlora, refsheet
+from . import archive, cancel, charlora, refsheet
+from . import budget as budgets
 from .availability import downloads_allowed
 from .character import CharacterSpec, SelfieSpec
 from .config import AppConfig, Profile
@@ -24,6 +28,7 @@ from .gpu import gpu
 from .likeness.band import Band
 from .likeness.result import Likeness
 from .likeness.retry import Attempt, attempt_seeds, best_of
+from .gate import RenderGate
 from .lora_jobs import LoraJobs
 from .packs import DEFAULT_KIND, pack_kind
 from .prompts import portrait_prompt, selfie_prompt
@@ -39,6 +44,24 @@ Progress = Callable[[float, str], None]
 # shoot(shot, seed, report, extra, pose=None) -> (kept image, its recipe, its likeness, attempts made);
 # pose: a ControlNet pose preset instead of the shot's framing (reference sheet views)
 Shoot = Callable[[SelfieSpec, int, Callable[[str], None], dict], tuple[Image.Image, Recipe, Likeness, int]]
+# The request a render belongs to: (owner, cancelled() or None), set by the public methods (customizer/gate.py)
+_REQUEST: ContextVar[tuple[str, Callable[[], bool] | None] | None] = ContextVar("render_request", default=None)
+
+
+def _one_request(method: Callable) -> Callable:
+    """A public Studio method that renders: one request of its owner (Busy past the per-owner cap), its renders
+    taking turns at the render gate; `cancelled()` (the UI passes "has the client gone?") stops it between steps."""
+    @functools.wraps(method)
+    def wrapper(self, *args, owner: str = "local", cancelled: Callable[[], bool] | None = None, **kwargs):
+        if _REQUEST.get() is not None:  # already inside a request (a method calling another)
+            return method(self, *args, owner=owner, **kwargs)
+        with self.gate.request(owner):
+            token = _REQUEST.set((owner, cancelled))
+            try:
+                return method(self, *args, owner=owner, **kwargs)
+            finally:
+                _REQUEST.reset(token)
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -90,8 +113,12 @@ def _count(field: str, value: Any, hi: int) -> int:
 
 
 class Studio:
-    def __init__(self, config: AppConfig, profile: Profile, store: Store, engine_factory: Callable | None = None):
+    def __init__(self, config: AppConfig, profile: Profile, store: Store, engine_factory: Callable | None = None,
+                 enforce_budget: bool = False):
+        """enforce_budget: refuse requests over the profile's compute budget (customizer/budget.py) - what the app
+        does for its users (app.py); off for library use (eval, bench), which picks its own settings."""
         self.config, self.profile, self.store = config, profile, store
+        self.enforce_budget = enforce_budget
         self._engine_factory = engine_factory
         self._engine = None
         self._engine_lock = threading.Lock()
@@ -100,6 +127,8 @@ class Studio:
         self.reference_sheet = refsheet.enabled(profile)  # a bad switch value stops the app at start
         self.lora_settings = charlora.settings(profile)   # so does a bad character_lora override
         self.lora_jobs = LoraJobs(self.lora_settings["parallel"], self.lora_settings["timeout_minutes"] * 60)
+        self.gate = RenderGate()
+        cancel.install()  # renders stop between two steps when their client has gone
 
     # ---- engine --------------------------------------------------------------------------------------------
     @property
@@ -167,9 +196,17 @@ class Studio:
             extra=extra or {},
         )
 
-    @gpu(duration=120)
     def _render(self, recipe: Recipe | list[Recipe], embeds: bytes | None = None,
                 reference: Image.Image | None = None):
+        """One pipeline call, when this request's turn at the render gate comes (customizer/gate.py); stopped
+        between steps if the request's client goes away."""
+        owner, cancelled = _REQUEST.get() or ("local", None)
+        with self.gate.slot(owner, cancelled), cancel.watching(cancelled):
+            return self._render_gpu(recipe, embeds, reference)
+
+    @gpu(duration=120)
+    def _render_gpu(self, recipe: Recipe | list[Recipe], embeds: bytes | None = None,
+                    reference: Image.Image | None = None):
         """One pipeline call: a recipe -> (image, timings); the recipes of one batch -> [(image, timings), ...]
         (Engine.render_batch). The one place the Studio renders, so a GPU lease covers a whole batch."""
         first = recipe[0] if isinstance(recipe, list) else recipe
@@ -209,7 +246,37 @@ class Studio:
         progress(1.0, "done")
         return saved
 
+    # ---- compute budget ------------------------------------------------------------------------------------
+    @property
+    def budget(self) -> budgets.BudgetConfig | None:
+        """The compute budget requests are held to (None: no limit)."""
+        return self.profile.budget if self.enforce_budget else None
+
+    def check_budget(self, settings: Settings, images: int, per_render: int = 1) -> budgets.Estimate:
+        """The request's cost estimate; BudgetError (estimate and limit) over the profile's budget. images: every
+        render the request may take; per_render: images in one pipeline call."""
+        return budgets.check(self.budget, "request", settings.width, settings.height, settings.steps, images,
+                            settings.upscale, per_render=per_render)
+
+    def budget_fit(self, kind: str, width: int, height: int, steps: int, images: int,
+                   upscale: bool = False) -> budgets.Fit:
+        """What the Advanced controls may offer for a `kind` request ("design": images are one batched call;
+        "selfie": each image may take every likeness attempt; "pack": the pack's slots, each one attempt-bounded)."""
+        from .settings import SIZE, STEPS
+
+        per_image = 1 if kind == "design" else self.attempts_per_selfie
+        if kind == "pack":
+            images = len(pack_kind().values)
+        cap = MAX_CANDIDATES if kind == "design" else MAX_SELFIES
+        return budgets.fit(self.budget, width, height, steps, images, STEPS[1], SIZE[1], cap,
+                          per_image=per_image, batched=kind == "design", upscale=upscale)
+
+    @property
+    def attempts_per_selfie(self) -> int:
+        return self.likeness_policy[1]
+
     # ---- design and lock -----------------------------------------------------------------------------------
+    @_one_request
     def design(self, spec: dict, seed: Any = None, n: Any = 1, advanced: dict | None = None,
                character_id: str | None = None, name: str | None = None, owner: str = "local",
                progress: Progress = _no_progress) -> dict[str, Any]:
@@ -221,6 +288,7 @@ class Studio:
         n = _count("candidates", n, MAX_CANDIDATES)
         base_seed = resolve_seed(seed)
         settings = Settings.resolve(self.profile, advanced)
+        self.check_budget(settings, n, per_render=n)  # n > 1: one batched call
         progress(0.0, "loading model")
         engine = self.engine
         prompt = portrait_prompt(spec_obj, engine.theme_triggers(spec_obj.theme), settings.negative)
@@ -252,6 +320,7 @@ class Studio:
             raise
         return {"character": self.store.get_character(character["id"], owner=owner), "candidates": candidates}
 
+    @_one_request
     def lock(self, character_id: str, candidate_id: str, owner: str = "local",
              progress: Progress = _no_progress) -> dict[str, Any]:
         """Lock a candidate as the reference; its IP-Adapter embedding is computed now and cached. Then, unless
@@ -332,6 +401,7 @@ class Studio:
         lo, hi = self.profile.extra.get("ip_scale", [0.0, 1.0])
         return round(float(lo) + (float(hi) - float(lo)) * float(likeness), 4)
 
+    @_one_request
     def selfie(self, character_id: str, selfie: dict, seed: Any = None, count: Any = 1,
                advanced: dict | None = None, owner: str = "local",
                progress: Progress = _no_progress) -> list[dict[str, Any]]:
@@ -342,6 +412,7 @@ class Studio:
         count = _count("count", count, MAX_SELFIES)
         base_seed = resolve_seed(seed)
         settings = Settings.resolve(self.profile, advanced)
+        self.check_budget(settings, count * self.attempts_per_selfie)  # every selfie may take every attempt
         progress(0.0, "loading model")
         shoot = self._shooter(spec, reference, settings, owner)
         made = []
@@ -355,6 +426,7 @@ class Studio:
         progress(1.0, "done")
         return made
 
+    @_one_request
     def expression_pack(self, character_id: str, name: str | None = None, seed: Any = None,
                         selfie: dict | None = None, advanced: dict | None = None, kind: str = DEFAULT_KIND,
                         owner: str = "local", progress: Progress = _no_progress) -> dict[str, Any]:
@@ -368,6 +440,7 @@ class Studio:
             raise SpecError("name", f"must be text, got {type(name).__name__}")
         base_seed = resolve_seed(seed)
         settings = Settings.resolve(self.profile, advanced)
+        self.check_budget(settings, len(shots) * self.attempts_per_selfie)
         # the pack first: a refused name must cost nothing, not even a model load
         pack = self.store.create_pack(character_id, kind_.kind, list(kind_.values), name=name, label=kind_.label,
                                       owner=owner)

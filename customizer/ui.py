@@ -17,6 +17,7 @@ import gradio as gr
 from . import lora_view
 from .character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue, selfie_catalogue
 from .errors import CustomizerError, SpecError, shown
+from .gate import Cancelled
 from .likeness import badge
 from .owners import browser_secret, new_token, visitor
 from .packs import pack_kind
@@ -30,6 +31,62 @@ CSS = """
 .status-line {font-size: 0.9em}
 """ + badge.CSS + lora_view.CSS
 LORA_POLL_S = 1.0  # how often the Selfie studio asks a training job how far it is
+# Render requests (UI and API) run side by side in up to this many worker threads; their pipeline calls take turns
+# at the Studio's render gate (customizer/gate.py), fairly between owners. So a request is validated - and refused
+# when over the compute budget - as soon as it arrives, not after the renders queued before it.
+RENDER_WORKERS = 16
+RENDER = {"concurrency_id": "render", "concurrency_limit": RENDER_WORKERS}
+
+
+def client_gone() -> Callable[[], bool]:
+    """In a queued event handler: a check "has this event's client gone?" - it disconnected (gradio marks the
+    event not alive) or cancelled it (gradio frees its worker slot). Reads gradio's queue, which has no public API
+    for it; where the event cannot be found (another gradio), it never says gone."""
+    try:
+        from gradio.context import LocalContext
+
+        blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+        queue = blocks._queue if blocks is not None else None
+
+        def find():
+            for job in list(queue.active_jobs):
+                for event in job or ():
+                    if event._id == event_id:
+                        return event
+            return None
+
+        if queue is None or event_id is None or find() is None:
+            return lambda: False
+    except Exception:  # noqa: BLE001 - a gradio without these internals: no cancellation, nothing else lost
+        return lambda: False
+
+    def gone() -> bool:
+        event = find()
+        return event is None or not event.alive
+    return gone
+
+
+def budget_line(studio: Studio, kind: str, steps: int, width: int, height: int, upscale: bool, count: int) -> str:
+    """The cost of a request with these settings against the profile's budget, one line under Advanced."""
+    from . import budget
+
+    cfg = studio.budget
+    if cfg is None:
+        return ""
+    attempts = studio.attempts_per_selfie
+    lines = []
+    plans = [("candidates", count, count)] if kind == "design" else [
+        ("selfies", count * attempts, 1), ("expression pack", len(pack_kind().values) * attempts, 1)]
+    for label, images, per_render in plans:
+        est = budget.estimate(cfg, width, height, steps, images, upscale)
+        try:
+            budget.check(cfg, label, width, height, steps, images, upscale, per_render=per_render)
+            verdict = "fits"
+        except CustomizerError:
+            verdict = "**over the limit**"
+        lines.append(f"{label}: up to {est.units:.3g} megapixel-steps, about {est.seconds:.2g} s - {verdict}")
+    return ("Compute budget: " + "; ".join(lines) + f" (limit {cfg.max_render_seconds:g} s per render, "
+            f"{cfg.max_seconds:g} s per request)")
 
 
 def friendly(fn: Callable) -> Callable:
@@ -40,6 +97,9 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except Cancelled as e:
+            log.info("%s: %s", fn.__name__, e)  # nobody is listening any more; the log says what happened
+            raise gr.Error(str(e), print_exception=False) from None
         except CustomizerError as e:
             raise gr.Error(str(e), print_exception=False) from None
         except Exception as e:  # noqa: BLE001 - the user gets a message, the log gets the traceback
@@ -100,7 +160,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
     shots = selfie_catalogue()
     profile = studio.profile
     samplers = [(label, name) for name, label in studio.samplers().items()]
-    size_max = min(SIZE[1], max(1024, 2 * profile.width, 2 * profile.height))
+    size_max = min(SIZE[1], max(1024, 2 * profile.width, 2 * profile.height),
+                   studio.budget.max_side if studio.budget else SIZE[1])
 
     with gr.Blocks(title="Character customizer") as demo:
         # a secret per browser (localStorage, encrypted with a server secret that survives restarts): its hash owns
@@ -119,23 +180,52 @@ def build_demo(studio: Studio) -> gr.Blocks:
             # a Space with `hf_oauth: true`: signed-in visitors own their characters by account, on any browser
             gr.LoginButton(value="Sign in with Hugging Face to keep your characters across browsers")
 
-        def advanced_controls(prefix: str) -> list[gr.components.Component]:
+        def advanced_controls(prefix: str, kind: str, count: int) -> list[gr.components.Component]:
+            """The Advanced settings; the sliders' maxima are what the compute budget allows (kept up to date by
+            budget_controls below), with the estimate on the line under them."""
+            fit = studio.budget_fit(kind, profile.width, profile.height, profile.steps, count)
             with gr.Accordion("Advanced", open=False):
                 with gr.Row():
                     sampler = gr.Dropdown(samplers, value=profile.scheduler, label="Sampler")
-                    steps = gr.Slider(1, 100, value=profile.steps, step=1, label="Steps")
+                    steps = gr.Slider(1, fit.steps_max, value=min(profile.steps, fit.steps_max), step=1,
+                                      label="Steps", elem_id=f"{prefix}-steps")
                     guidance = gr.Slider(0, 20, value=profile.guidance, step=0.5, label="Guidance")
                     guidance_end = gr.Slider(0.1, 1.0, value=profile.guidance_end, step=0.05,
                                              label="Guidance on the first ... of the steps",
                                              info="1 = every step; less is faster, the late steps matter least")
                 with gr.Row():
-                    width = gr.Slider(SIZE[0], size_max, value=profile.width, step=8, label="Width")
-                    height = gr.Slider(SIZE[0], size_max, value=profile.height, step=8, label="Height")
+                    width = gr.Slider(SIZE[0], min(size_max, fit.size_max), value=profile.width, step=8,
+                                      label="Width", elem_id=f"{prefix}-width")
+                    height = gr.Slider(SIZE[0], min(size_max, fit.size_max), value=profile.height, step=8,
+                                       label="Height", elem_id=f"{prefix}-height")
                     upscale = gr.Checkbox(False, label="Upscale 2x",
                                           info="learned upscaler if the profile has one, else Lanczos")
                 negative = gr.Textbox(studio_default_negative(), label="Negative prompt", lines=2,
                                       info="safety terms are always added", elem_id=f"{prefix}-negative")
+                estimates[prefix] = gr.Markdown(
+                    budget_line(studio, kind, profile.steps, profile.width, profile.height, False, count),
+                    elem_id=f"{prefix}-budget", elem_classes="status-line")
             return [sampler, steps, guidance, guidance_end, width, height, negative, upscale]
+
+        def budget_controls(prefix: str, kind: str, adv: list, count: gr.Slider) -> None:
+            """Whenever steps, size, upscale or the count change: the other sliders' maxima become what still fits
+            the compute budget, and the estimate line is redrawn (outside the queue: no render waits on it)."""
+            _, steps, _, _, width, height, _, upscale = adv
+
+            def update(steps_, width_, height_, upscale_, count_):
+                steps_, width_, height_, count_ = int(steps_), int(width_), int(height_), int(count_)
+                f = studio.budget_fit(kind, width_, height_, steps_, count_, bool(upscale_))
+                side = min(size_max, f.size_max)
+                return (gr.update(maximum=f.steps_max), gr.update(maximum=side), gr.update(maximum=side),
+                        gr.update(maximum=f.images_max),
+                        budget_line(studio, kind, steps_, width_, height_, bool(upscale_), count_))
+
+            for control in (steps, width, height, upscale, count):
+                control.change(update, [steps, width, height, upscale, count],
+                               [steps, width, height, count, estimates[prefix]], queue=False,
+                               show_progress="hidden", api_visibility="undocumented")
+
+        estimates: dict[str, gr.Markdown] = {}
 
         with gr.Tabs() as tabs:
             # ---------------------------------------------------------------- design
@@ -161,8 +251,12 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         with gr.Row():
                             seed = gr.Number(value=1234, precision=0, label="Seed")
                             randomize = gr.Checkbox(True, label="Randomize seed")
-                            n_candidates = gr.Slider(1, MAX_CANDIDATES, value=2, step=1, label="Candidates")
-                        design_adv = advanced_controls("design")
+                            n_candidates = gr.Slider(
+                                1, studio.budget_fit("design", profile.width, profile.height, profile.steps,
+                                                     1).images_max,
+                                value=2, step=1, label="Candidates", elem_id="design-candidates")
+                        design_adv = advanced_controls("design", "design", 2)
+                        budget_controls("design", "design", design_adv, n_candidates)
                     with gr.Column(scale=3):
                         candidates = gr.Gallery(label="Candidate portraits - click one, then lock it", columns=2,
                                                 height=420, object_fit="contain", elem_id="candidates")
@@ -213,8 +307,12 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         with gr.Row():
                             selfie_seed = gr.Number(value=1234, precision=0, label="Seed")
                             selfie_randomize = gr.Checkbox(True, label="Randomize seed")
-                            selfie_count = gr.Slider(1, MAX_SELFIES, value=1, step=1, label="Count")
-                        selfie_adv = advanced_controls("selfie")
+                            selfie_count = gr.Slider(
+                                1, studio.budget_fit("selfie", profile.width, profile.height, profile.steps,
+                                                     1).images_max,
+                                value=1, step=1, label="Count", elem_id="selfie-count")
+                        selfie_adv = advanced_controls("selfie", "selfie", 1)
+                        budget_controls("selfie", "selfie", selfie_adv, selfie_count)
                     with gr.Column(scale=3):
                         selfie_btn = gr.Button("Take selfie", variant="primary", elem_id="take-selfie")
                         selfie_info = gr.Markdown("", elem_id="selfie-info")
@@ -294,7 +392,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 current = studio.get_character(char_id, owner=owner)
                 char_id = char_id if current["status"] == "draft" else None
             result = studio.design(spec, seed=None if randomize_ else seed_, n=int(n_), advanced=adv,
-                                   character_id=char_id, name=name_, owner=owner, progress=_progress_cb(progress))
+                                   character_id=char_id, name=name_, owner=owner, progress=_progress_cb(progress),
+                                   cancelled=client_gone())
             cands = result["candidates"]
             character = result["character"]
             gallery = [(c["path"], _caption(c)) for c in cands]
@@ -305,7 +404,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         generate_btn.click(on_generate, [*design_inputs.values(), name, seed, randomize, n_candidates, *design_adv,
                                          character_id, owner_token],
                            [candidates, candidate_ids, selected, character_id, design_info, seed],
-                           api_visibility="undocumented")
+                           api_visibility="undocumented", **RENDER)
 
         def on_pick(ids: list[str], evt: gr.SelectData):
             return ids[evt.index] if ids and evt.index is not None and evt.index < len(ids) else None
@@ -319,7 +418,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 raise gr.Error("Generate candidates first.")
             if not cand_id:
                 raise gr.Error("Click a candidate portrait in the gallery first, then lock it.")
-            ref = studio.lock(char_id, cand_id, owner=owner, progress=_progress_cb(progress))
+            ref = studio.lock(char_id, cand_id, owner=owner, progress=_progress_cb(progress), cancelled=client_gone())
             character = studio.get_character(char_id, owner=owner)
             used = sum(1 for v in character["sheet"] if v.get("conditions"))
             sheet = (f" Reference sheet: {len(character['sheet'])} views, {used} of them condition selfies."
@@ -332,7 +431,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
 
         lock_btn.click(on_lock, [character_id, selected, owner_token],
                        [design_info, selfie_character, reference_img, sheet_gallery, char_pick, tabs, history,
-                        history_cards], api_visibility="undocumented")
+                        history_cards], api_visibility="undocumented", **RENDER)
 
         def on_new():
             return None, [], None, [], "Design a new character, then generate candidates."
@@ -467,7 +566,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                     "character_lora_strength": float(lora_strength_)}
             made = studio.selfie(char_id, shot, seed=None if randomize_ else seed_, count=int(count_),
                                  advanced=advanced_from(list(adv_values)), owner=owner,
-                                 progress=_progress_cb(progress))
+                                 progress=_progress_cb(progress), cancelled=client_gone())
             info = "; ".join(badge.summary(s) for s in made)
             # the history moved: the old selection's place now shows another selfie
             return (*history_for(char_id, owner), f"New: {info}", made[0]["seed"], None,
@@ -477,7 +576,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                                      use_lora, lora_strength, selfie_count, selfie_seed, selfie_randomize,
                                      *selfie_adv, owner_token],
                          [history, history_cards, selfie_info, selfie_seed, picked_selfie, picked_info, accept_btn],
-                         api_visibility="undocumented")
+                         api_visibility="undocumented", **RENDER)
 
         @friendly
         def on_pack(request: gr.Request, char_id, name_, outfit_, likeness_, use_lora_, lora_strength_, seed_, randomize_, *adv_values,
@@ -490,14 +589,14 @@ def build_demo(studio: Studio) -> gr.Blocks:
                     "character_lora": bool(use_lora_), "character_lora_strength": float(lora_strength_)}
             pack = studio.expression_pack(char_id, name=name_ or None, seed=None if randomize_ else seed_,
                                           selfie=shot, advanced=advanced_from(list(adv_values)), owner=owner,
-                                          progress=_progress_cb(progress))
+                                          progress=_progress_cb(progress), cancelled=client_gone())
             attempts = sum(s["attempts"] for s in pack["items"])
             gr.Info(f"Made '{pack['name']}': {len(pack['items'])} images in {attempts} attempts.")
             return *packs_for(char_id, owner, pack["id"]), ""
 
         pack_btn.click(on_pack, [selfie_character, pack_name, outfit, likeness, use_lora, lora_strength, selfie_seed,
                                  selfie_randomize, *selfie_adv, owner_token],
-                       [pack_pick, pack_grid, pack_cards, pack_name], api_visibility="undocumented")
+                       [pack_pick, pack_grid, pack_cards, pack_name], api_visibility="undocumented", **RENDER)
 
         @friendly
         def on_pack_pick(request: gr.Request, pack_id, token):
@@ -685,7 +784,9 @@ def _mapping(req: dict, key: str) -> Any:
 
 def add_api(studio: Studio) -> None:
     """JSON endpoints: one request dict in -> (result dict, images). See README 'API'."""
-    def endpoint(api_name: str, fn: Callable[[dict, str], tuple[dict | list, list]], doc: str) -> None:
+    def endpoint(api_name: str, fn: Callable[..., tuple[dict | list, list]], doc: str, render: bool = False) -> None:
+        """One JSON endpoint. render: it renders - run beside the others (RENDER), its renders taking turns at the
+        render gate, and stopped when the client goes away (fn gets `cancelled`)."""
         request = gr.JSON(visible=False)
         result = gr.JSON(visible=False)
         images = gr.Gallery(visible=False)
@@ -701,31 +802,33 @@ def add_api(studio: Studio) -> None:
             token = req.get("token")
             if token is not None and not isinstance(token, str):
                 raise SpecError("token", f"must be text, got {type(token).__name__}")
-            return fn(req, visitor(token, request, session=request.session_hash))
+            owner = visitor(token, request, session=request.session_hash)
+            return fn(req, owner, client_gone()) if render else fn(req, owner)
 
         run.__doc__ = doc
-        trigger.click(run, [request], [result, images], api_name=api_name, api_description=doc)
+        trigger.click(run, [request], [result, images], api_name=api_name, api_description=doc,
+                      **(RENDER if render else {}))
 
-    def design_candidates(req: dict, owner: str):
+    def design_candidates(req: dict, owner: str, cancelled: Callable[[], bool]):
         out = studio.design(_mapping(req, "spec"), seed=req.get("seed"), n=req.get("n", 1),
                             advanced=req.get("advanced"), character_id=_text(req, "character_id", required=False),
-                            name=_text(req, "name", required=False), owner=owner)
+                            name=_text(req, "name", required=False), owner=owner, cancelled=cancelled)
         cands = out["candidates"]
         return {"character_id": out["character"]["id"], "candidates": [_public(c) for c in cands]}, _images(cands)
 
-    def lock(req: dict, owner: str):
-        ref = studio.lock(_text(req, "character_id"), _text(req, "candidate_id"), owner=owner)
+    def lock(req: dict, owner: str, cancelled: Callable[[], bool]):
+        ref = studio.lock(_text(req, "character_id"), _text(req, "candidate_id"), owner=owner, cancelled=cancelled)
         return _public(ref) | {"sheet": [_public(v) for v in ref["sheet"]]}, _images([ref, *ref["sheet"]])
 
-    def selfie(req: dict, owner: str):
+    def selfie(req: dict, owner: str, cancelled: Callable[[], bool]):
         made = studio.selfie(_text(req, "character_id"), _mapping(req, "selfie"), seed=req.get("seed"),
-                             count=req.get("count", 1), advanced=req.get("advanced"), owner=owner)
+                             count=req.get("count", 1), advanced=req.get("advanced"), owner=owner, cancelled=cancelled)
         return [_public(s) for s in made], _images(made)
 
-    def expression_pack(req: dict, owner: str):
+    def expression_pack(req: dict, owner: str, cancelled: Callable[[], bool]):
         pack = studio.expression_pack(_text(req, "character_id"), name=_text(req, "name", required=False),
                                       seed=req.get("seed"), selfie=req.get("selfie"), advanced=req.get("advanced"),
-                                      kind=req.get("kind", "expressions"), owner=owner)
+                                      kind=req.get("kind", "expressions"), owner=owner, cancelled=cancelled)
         return _public_pack(pack), _images(pack["items"])
 
     def get_pack(req: dict, owner: str):
@@ -781,10 +884,10 @@ def add_api(studio: Studio) -> None:
              "Generate candidate portraits. Request: {spec: {hair_colour, ..., age, theme, theme_strength, extra}, "
              "seed (-1 random), n (1-4), name?, character_id? (a draft to redesign), advanced?: {sampler, steps, "
              "guidance, guidance_end, width, height, negative, upscale}}. Returns {character_id, candidates} and "
-             "the images.")
+             "the images.", render=True)
     endpoint("lock", lock, "Lock a candidate as the reference: {character_id, candidate_id}. Returns the reference "
              "with its reference sheet (views rendered from it, each with its likeness score and whether it "
-             "conditions selfies); images: the reference, then the sheet views.")
+             "conditions selfies); images: the reference, then the sheet views.", render=True)
     endpoint("selfie", selfie,
              "Selfies of a locked character: {character_id, selfie: {scene, scene_text, expression, framing, "
              "outfit, likeness, character_lora (default true: use the character LoRA when there is one), "
@@ -796,11 +899,11 @@ def add_api(studio: Studio) -> None:
              "views). "
              "recipe.conditioning_sha256 lists the images it was conditioned on (the reference, then the sheet "
              "views in the band); recipe.extra.sheet names the views used and left out; "
-             "recipe.character_lora_sha256 the character LoRA it used (its adapter is in recipe.loras).")
+             "recipe.character_lora_sha256 the character LoRA it used (its adapter is in recipe.loras).", render=True)
     endpoint("expression_pack", expression_pack,
              "Make an expression pack (neutral, happy, laughing, sad, surprised, angry, thinking) of a locked "
              "character: {character_id, name?, seed?, selfie?: {scene, framing, outfit, likeness}, advanced?}. "
-             "Returns the pack {id, name, slots, complete, items: selfie records in slot order} and its images.")
+             "Returns the pack {id, name, slots, complete, items: selfie records in slot order} and its images.", render=True)
     endpoint("get_pack", get_pack,
              "One pack with its selfie records: {character_id, pack_id}; images in slot order.")
     endpoint("list_characters", list_characters, "List characters (newest first): {}.")

@@ -94,3 +94,35 @@ def test_design_lock_selfie_and_history_after_reload(app_factory, browser, page,
     page.get_by_role("tab", name="Characters").click()
     page.locator("#characters-pick input").click()
     page.get_by_role("option", name="Browser Bea (locked)").wait_for()
+
+
+def test_advanced_controls_offer_only_what_the_budget_allows(browser, page, tmp_path, tiny_model_dir):
+    """A profile with a compute budget: the Steps slider's maximum is what fits with the candidates asked for, it
+    grows when fewer are asked for, and the estimate line under Advanced follows."""
+    import yaml
+
+    from apprunner import App
+    from customizer import budget
+    from tiny_profiles import tiny_profile_yaml
+
+    limits = {"seconds_per_unit": 1.0, "max_render_seconds": 0.05, "max_seconds": 0.2, "max_side": 96}
+    cfg = {"default_profile": "tiny", "storage": {"db": "characters.db", "data_dir": "data"},
+           "profiles": {"tiny": tiny_profile_yaml(tiny_model_dir, controlnet=None, budget=limits)}}
+    (tmp_path / "spaces.yaml").write_text(yaml.safe_dump(cfg))
+    app = App(tmp_path / "spaces.yaml")
+    try:
+        page.goto(app.wait_ready())
+        page.get_by_text("Advanced").first.click()
+        steps_max = "() => document.querySelector('#design-steps input[type=range]').max"
+        expect = {n: budget.fit(budget.parse(limits), 32, 32, 3, n, 100, 2048, 4, batched=True).steps_max
+                  for n in (1, 2)}
+        page.wait_for_function(f"({steps_max})() == '{expect[2]}'")  # 2 candidates by default
+        assert "fits" in page.locator("#design-budget").inner_text()
+        page.locator("#design-candidates input[type=number]").fill("1")
+        page.locator("#design-candidates input[type=number]").press("Enter")
+        page.wait_for_function(f"({steps_max})() == '{expect[1]}'")
+        assert expect[1] > expect[2]
+        assert float(page.evaluate("() => document.querySelector('#design-width input[type=range]').max")) <= 96
+        shot(page, tmp_path, "budget")
+    finally:
+        app.stop()
