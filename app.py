@@ -83,10 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_demo(studio)
     demo.queue(default_concurrency_limit=1, max_size=32)
     print(f"Character customizer: profile '{profile.name}', database {config.db_path}", flush=True)
+    from starlette.middleware import Middleware
+
+    from customizer.api_guard import ApiGuard
+
     demo.launch(server_name=args.host, server_port=args.port, css=CSS, auth=auth,
                 allowed_paths=[str(config.data_dir / "images")],
                 blocked_paths=[str(config.db_path), str(config.data_dir / "embeddings"),
-                               str(config.data_dir / "loras")])
+                               str(config.data_dir / "loras")],
+                # malformed API calls get a clear 4xx, not gradio's 500 / {"error": null} (customizer/api_guard.py)
+                app_kwargs={"middleware": [Middleware(ApiGuard, blocks=demo)]})
     return 0
 
 

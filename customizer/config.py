@@ -117,6 +117,18 @@ class AppConfig:
         return self.profiles[name]
 
 
+def public_ref(ref: str | None) -> str | None:
+    """What a recipe records of a model reference: a hub id as it is, a local folder or file as "local:<its
+    name>" - the weights are identified by their hash (recipe.model_revision), the server's disk layout is nobody's
+    business (recipes travel in PNGs, API answers and exports)."""
+    if ref is None:
+        return None
+    p = Path(ref)
+    if p.is_absolute() or ref.startswith((".", "~")) or p.exists():
+        return f"local:{p.name}"
+    return ref
+
+
 def _resolve(base: Path, ref: str | None) -> str | None:
     """Make relative local paths absolute against the config file; leave hub ids alone."""
     if ref is None:

@@ -4,7 +4,10 @@
   that persists next to the database so tokens survive restarts).
 - Logged-in users (Hugging Face OAuth on a Space with `hf_oauth: true`, or gradio's own auth via
   `app.py --auth-file`): their username, whatever browser or token they come with (logged_in_username).
-- API clients: the `token` field of the request (any secret they choose), else their client session.
+- API clients: the `token` field of the request: one the server made (returned by a first design_candidates call
+  without a token, or by new_token), or a secret of their own. A call without one owns nothing: it is refused
+  (only design_candidates and new_token make a token). Never the client session: its hash is chosen and sent by
+  the client, visible to anything between it and the server, and anyone who learns it would own its characters.
 Owner ids are hashes: the database never holds a token.
 """
 from __future__ import annotations
@@ -31,16 +34,14 @@ def _hash(kind: str, value: str) -> str:
     return f"{kind}:" + hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:32]
 
 
-def owner_from(token: str | None = None, username: str | None = None, session: str | None = None) -> str:
-    """Owner id, strongest identity first. Raises SpecError for a malformed token."""
+def owner_from(token: str | None = None, username: str | None = None) -> str:
+    """Owner id, strongest identity first. Raises SpecError for a malformed or missing token."""
     if username:
         return _hash("user", username)
     if token:
         if not isinstance(token, str) or not TOKEN.match(token):
             raise SpecError("token", "must be 16-200 characters of letters, digits, '-' or '_'")
         return _hash("token", token)
-    if session:
-        return _hash("session", str(session))
     raise SpecError("token", "no owner: send a token (API) or enable cookies/local storage (browser)")
 
 
@@ -63,9 +64,9 @@ def logged_in_username(request: Any) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def visitor(token: str | None, request: Any = None, session: str | None = None) -> str:
-    """Owner id of a UI or API call: the logged-in account when there is one, else the token, else the session."""
-    return owner_from(token, username=logged_in_username(request), session=session)
+def visitor(token: str | None, request: Any = None) -> str:
+    """Owner id of a UI or API call: the logged-in account when there is one, else the token."""
+    return owner_from(token, username=logged_in_username(request))
 
 
 def browser_secret(data_dir: str | Path) -> str:

@@ -22,7 +22,7 @@ from . import archive, cancel, charlora, refsheet
 from . import budget as budgets
 from .availability import downloads_allowed
 from .character import CharacterSpec, SelfieSpec
-from .config import AppConfig, Profile
+from .config import AppConfig, Profile, public_ref
 from .errors import SpecError, StateError, shown
 from .gpu import gpu
 from .likeness.band import Band
@@ -184,7 +184,7 @@ class Studio:
                 character_lora: str | None = None, batch: dict | None = None) -> Recipe:
         engine = self.engine
         return Recipe(
-            kind=kind, profile=self.profile.name, model_id=self.profile.base_model,
+            kind=kind, profile=self.profile.name, model_id=public_ref(self.profile.base_model),
             model_revision=engine.weights["base"], prompt=prompt.positive, negative_prompt=prompt.negative,
             seed=seed, scheduler=settings.sampler, steps=settings.steps, guidance=settings.guidance,
             width=settings.width, height=settings.height, batch=batch, loras=loras,
@@ -508,7 +508,7 @@ class Studio:
 
         def shoot(shot: SelfieSpec, seed: int, report: Callable[[str], None], extra: dict, pose: str | None = None):
             prompt = selfie_prompt(spec, shot, triggers, settings.negative)
-            controlnet = ({"model": cn.model, "control": cn.control, "preset": pose or shot.framing,
+            controlnet = ({"model": public_ref(cn.model), "control": cn.control, "preset": pose or shot.framing,
                            "scale": cn.scale} if cn else None)
             ip_scale = self.likeness_to_scale(shot.likeness) if cond else 0.0
             strength = self.lora_settings["strength"] if shot.character_lora_strength is None \

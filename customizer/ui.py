@@ -19,7 +19,7 @@ from .character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue, selfie_catalogu
 from .errors import CustomizerError, SpecError, shown
 from .gate import Cancelled
 from .likeness import badge
-from .owners import browser_secret, new_token, visitor
+from .owners import browser_secret, logged_in_username, new_token, visitor
 from .packs import pack_kind
 from .service import MAX_CANDIDATES, MAX_SELFIES, Studio
 from .settings import SIZE
@@ -672,7 +672,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 raise gr.Error("Choose a character to delete.")
             if not confirmed:
                 raise gr.Error("Tick 'Yes, delete it' first: deleting removes its images for good.")
-            studio.delete(char_id, owner=owner)
+            delete_with_served_copies(studio, char_id, owner)
             gr.Info("Character deleted.")
             return (gr.update(choices=_character_choices(studio, owner), value=None), overview_gallery(owner), False, None,
                     gr.update(choices=_character_choices(studio, owner, True), value=None))
@@ -728,7 +728,8 @@ def write_export(studio: Studio, char_id: str, owner: str) -> str:
     data = studio.export(char_id, owner=owner)
     name = studio.get_character(char_id, owner=owner)["name"]
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:40] or "character"
-    out = Path(tempfile.mkdtemp(prefix="export-")) / f"{safe}.zip"
+    # the id in the name lets delete find the copy gradio serves (served_copies)
+    out = Path(tempfile.mkdtemp(prefix="export-")) / f"{safe}-{char_id}.zip"
     out.write_bytes(data)
     return str(out)
 
@@ -738,9 +739,62 @@ def _images(items: list[dict]) -> list[tuple[str, str]]:
     return [(i["path"], i.get("id", "")) for i in items]
 
 
+PRIVATE_KEYS = ("path", "thumbnail", "owner")  # server paths and owner hashes never leave the server
+
+
 def _public(item: dict) -> dict:
-    """Server file paths stay on the server; clients get ids, seeds and recipes (images come separately)."""
-    return {k: v for k, v in item.items() if k not in ("path", "thumbnail")}
+    """Clients get ids, seeds, recipes and the profile name (images come separately); server file paths, owner
+    hashes and local model folders stay on the server (scrub)."""
+    return scrub({k: v for k, v in item.items() if k not in PRIVATE_KEYS})
+
+
+def scrub(value: Any) -> Any:
+    """A JSON answer without the server's insides: keys in PRIVATE_KEYS dropped at any depth, and any text that is
+    an absolute path on this server's disk (a local model folder in an old recipe) reduced to "local:<name>"."""
+    from .config import public_ref
+
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items() if k not in PRIVATE_KEYS}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, str) and value.startswith("/") and len(value) < 4096 and Path(value).exists():
+        return public_ref(value)
+    return value
+
+
+def served_copies(shas: list[str], character_id: str | None = None) -> list[Path]:
+    """The copies gradio serves of these images (its cache: <cache>/<hash>/<sha>.png) and of this character's
+    export archives (<cache>/<hash>/<name>-<character id>.zip)."""
+    from gradio.utils import get_upload_folder
+
+    root = Path(get_upload_folder())
+    if not root.is_dir():
+        return []
+    found = [p for sha in shas for p in root.glob(f"*/{sha}.png")]
+    if character_id:
+        found += list(root.glob(f"*/*-{character_id}.zip"))
+    return found
+
+
+def delete_with_served_copies(studio: Studio, char_id: str, owner: str) -> int:
+    """Delete a character, then the served copies of every image of it that is gone from the store (an image
+    another character still holds stays, with its copies) and of its exports. Returns the copies removed."""
+    character = studio.get_character(char_id, owner=owner)
+    shas = {i["image_sha256"] for group in ("candidates", "selfies", "sheet", "references") for i in
+            character.get(group) or []}
+    if character.get("reference"):
+        shas.add(character["reference"]["image_sha256"])
+    studio.delete(char_id, owner=owner)
+    gone = [sha for sha in shas if not studio.store.image_path(sha).exists()]
+    removed = 0
+    for path in served_copies(gone, char_id):
+        try:
+            path.unlink()
+            removed += 1
+            path.parent.rmdir()  # gradio's per-file folder, when it is empty now
+        except OSError:
+            pass
+    return removed
 
 
 def _public_pack(pack: dict) -> dict:
@@ -784,9 +838,12 @@ def _mapping(req: dict, key: str) -> Any:
 
 def add_api(studio: Studio) -> None:
     """JSON endpoints: one request dict in -> (result dict, images). See README 'API'."""
-    def endpoint(api_name: str, fn: Callable[..., tuple[dict | list, list]], doc: str, render: bool = False) -> None:
+    def endpoint(api_name: str, fn: Callable[..., tuple[dict | list, list]], doc: str, render: bool = False,
+                 mint: bool | str = False) -> None:
         """One JSON endpoint. render: it renders - run beside the others (RENDER), its renders taking turns at the
-        render gate, and stopped when the client goes away (fn gets `cancelled`)."""
+        render gate, and stopped when the client goes away (fn gets `cancelled`). mint: a request without a token
+        gets a server-made one, returned in the result's `token` (the first call of a new API client); "always":
+        every call gets a new one (new_token)."""
         request = gr.JSON(visible=False)
         result = gr.JSON(visible=False)
         images = gr.Gallery(visible=False)
@@ -802,8 +859,19 @@ def add_api(studio: Studio) -> None:
             token = req.get("token")
             if token is not None and not isinstance(token, str):
                 raise SpecError("token", f"must be text, got {type(token).__name__}")
-            owner = visitor(token, request, session=request.session_hash)
-            return fn(req, owner, client_gone()) if render else fn(req, owner)
+            minted = None
+            if mint == "always" or (not token and logged_in_username(request) is None):
+                if not mint:
+                    raise SpecError("token", "is missing: send the token a first design_candidates (or new_token) "
+                                             "call returned, or your own secret of 16-200 letters, digits, '-' "
+                                             "or '_'; it owns your characters")
+                token = minted = new_token()
+            owner = visitor(token, request)
+            result, images = fn(req, owner, client_gone()) if render else fn(req, owner)
+            result = scrub(result)
+            if minted is not None and isinstance(result, dict):
+                result["token"] = minted  # keep it: it is the only key to what this call made
+            return result, images
 
         run.__doc__ = doc
         trigger.click(run, [request], [result, images], api_name=api_name, api_description=doc,
@@ -860,8 +928,12 @@ def add_api(studio: Studio) -> None:
         return _public(studio.rename(_text(req, "character_id"), _text(req, "name"), owner=owner)), []
 
     def delete(req: dict, owner: str):
-        studio.delete(_text(req, "character_id"), owner=owner)
-        return {"deleted": req.get("character_id")}, []
+        char_id = _text(req, "character_id")
+        removed = delete_with_served_copies(studio, char_id, owner)
+        return {"deleted": char_id, "served_copies_removed": removed}, []
+
+    def new_token_(req: dict, owner: str):
+        return {}, []  # the token is made and added by the endpoint (mint)
 
     def accept_selfie(req: dict, owner: str):
         accepted = req.get("accepted", True)
@@ -880,11 +952,17 @@ def add_api(studio: Studio) -> None:
     def character_lora_cancel(req: dict, owner: str):
         return studio.cancel_character_lora(_text(req, "job_id"), owner=owner), []
 
+    endpoint("new_token", new_token_,
+             "A new server-made token: {} -> {token}. Send it as `token` with every request; your characters "
+             "belong to it (keep it secret). A first design_candidates without a token makes one too.",
+             mint="always")
     endpoint("design_candidates", design_candidates,
-             "Generate candidate portraits. Request: {spec: {hair_colour, ..., age, theme, theme_strength, extra}, "
+             "Generate candidate portraits. Request: {token?, spec: {hair_colour, ..., age, theme, theme_strength, "
+             "extra}, "
              "seed (-1 random), n (1-4), name?, character_id? (a draft to redesign), advanced?: {sampler, steps, "
              "guidance, guidance_end, width, height, negative, upscale}}. Returns {character_id, candidates} and "
-             "the images.", render=True)
+             "the images; without a token also {token}: a new server-made token that owns the character.",
+             render=True, mint=True)
     endpoint("lock", lock, "Lock a candidate as the reference: {character_id, candidate_id}. Returns the reference "
              "with its reference sheet (views rendered from it, each with its likeness score and whether it "
              "conditions selfies); images: the reference, then the sheet views.", render=True)
@@ -903,7 +981,8 @@ def add_api(studio: Studio) -> None:
     endpoint("expression_pack", expression_pack,
              "Make an expression pack (neutral, happy, laughing, sad, surprised, angry, thinking) of a locked "
              "character: {character_id, name?, seed?, selfie?: {scene, framing, outfit, likeness}, advanced?}. "
-             "Returns the pack {id, name, slots, complete, items: selfie records in slot order} and its images.", render=True)
+             "Returns the pack {id, name, slots, complete, items: selfie records in slot order} and its images.",
+             render=True)
     endpoint("get_pack", get_pack,
              "One pack with its selfie records: {character_id, pack_id}; images in slot order.")
     endpoint("list_characters", list_characters, "List characters (newest first): {}.")
@@ -924,4 +1003,5 @@ def add_api(studio: Studio) -> None:
              "A character LoRA training job: {job_id}. When done, `lora` holds the stored LoRA (id, sha256, facts).")
     endpoint("character_lora_cancel", character_lora_cancel,
              "Cancel a character LoRA training job: {job_id}. Nothing is stored; returns the job.")
-    endpoint("delete", delete, "Delete a character and its images: {character_id}.")
+    endpoint("delete", delete, "Delete a character and its images, and the copies of them the server served: "
+             "{character_id}. Returns {deleted, served_copies_removed}.")

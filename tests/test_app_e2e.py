@@ -82,11 +82,23 @@ def test_owners_cannot_see_or_touch_each_others_characters(app_factory):
                      ({"character_id": cid, "selfie": {}}, "/selfie")):
         with pytest.raises(Exception, match="not found"):
             bob.predict(req, api_name=api)
-    # a client without a token is its own anonymous owner
+    # a client without a token owns nothing by its session: refused, except a first design, which gets a
+    # server-made token (returned once) that owns what it made
     from gradio_client import Client
 
-    assert Client(url, verbose=False).predict({}, api_name="/list_characters")[0] == []
+    anonymous = Client(url, verbose=False)
+    with pytest.raises(Exception, match="token: is missing"):
+        anonymous.predict({}, api_name="/list_characters")
     with pytest.raises(Exception, match="token"):
-        Client(url, verbose=False).predict({"token": "short"}, api_name="/list_characters")
+        anonymous.predict({"token": "short"}, api_name="/list_characters")
+    first, _ = anonymous.predict({"spec": {"age": 50}, "seed": 3, "n": 1, "name": "Made without a token"},
+                                 api_name="/design_candidates")
+    server_token = first["token"]
+    assert len(server_token) >= 32 and server_token != TOKEN
+    mine_too = Api(url, server_token)
+    assert [c["name"] for c in mine_too.predict({}, api_name="/list_characters")[0]] == ["Made without a token"]
+    assert bob.predict({}, api_name="/list_characters")[0] == []
+    fresh, _ = anonymous.predict({}, api_name="/new_token")
+    assert fresh["token"] != server_token and Api(url, fresh["token"]).predict({}, api_name="/list_characters")[0] == []
     mine, _ = alice.predict({}, api_name="/list_characters")
     assert [c["name"] for c in mine] == ["Alice's"]

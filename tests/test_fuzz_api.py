@@ -7,13 +7,17 @@ For every request the fuzzer sends, whatever it is:
 - a refused request changes nothing: the row counts and character rows of characters.db (read directly, read-only)
   and the image files are the same before and after;
 - the victim's characters are never changed by anyone else, whatever they send (ids of theirs included);
-- the server log shows no unexpected exception.
-Valid-but-odd requests (a unicode name within the limits, an empty spec) may succeed.
+- the server log shows no unexpected exception;
+- an accepted answer holds no server path and no owner hash.
+Valid-but-odd requests (a unicode name within the limits, an empty spec) may succeed. Raw HTTP bodies (any bytes,
+any JSON shape, unknown endpoints, empty data) sent straight to gradio's routes get a 4xx with a JSON error or a
+clean error event - never a 500, never {"error": null}, never a traceback in the log.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import uuid
 from contextlib import closing
@@ -26,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apprunner import App
+from customizer.owners import owner_from
 from tiny_profiles import tiny_profile_yaml
 
 VICTIM = "victim-secret-token-0123456789"
@@ -110,6 +115,8 @@ class World:
             assert after == before, f"a refused request changed the database or files: {result!r}"
         log = self.new_log()
         assert "unexpected error" not in log and "Traceback" not in log, f"server log:\n{log[-3000:]}"
+        if accepted:
+            assert_no_server_insides(result, self.root)
         return accepted, result
 
 
@@ -118,6 +125,25 @@ def _sent(req) -> str:
         return json.dumps(req, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(req)
+
+
+OWNER_HASH = re.compile(r"\b(?:token|user|session):[0-9a-f]{32}\b")
+
+
+def assert_no_server_insides(answer, root: Path) -> None:
+    """No owner hash, no private key, no path of the server's folders anywhere in an answer's JSON."""
+    stack = [answer]
+    repo = str(Path(__file__).resolve().parent.parent)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            assert not {"owner", "path", "thumbnail"} & set(v), f"private key in an answer: {sorted(v)[:20]}"
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, str):
+            assert not OWNER_HASH.search(v), f"owner hash in an answer: {v[:200]}"
+            assert str(root) not in v and repo not in v, f"server path in an answer: {v[:200]}"
 
 
 def assert_clean_message(message: str, req) -> None:
@@ -153,7 +179,7 @@ def world(tmp_path_factory, tiny_model_dir):
         w.ids["victim_selfie"] = selfies[0]["id"]
         pack, _ = w.victim.predict({"character_id": made["character_id"], "seed": 3}, api_name="/expression_pack")
         w.ids["victim_pack"] = pack["id"]
-        w.ids["victim_owner"] = w.victim_view()[0]["owner"]
+        w.ids["victim_owner"] = owner_from(VICTIM)
         # the attacker's own characters: fuzzed fields then reach the deep code paths
         attacker = Api(w.url, ATTACKER)
         a, _ = attacker.predict({"spec": {}, "seed": 4, "n": 1, "name": "Mine"}, api_name="/design_candidates")
@@ -303,7 +329,8 @@ def test_fuzz_list_characters(world, data):
     accepted, result = world.probe("list_characters", data.draw(request()))
     if accepted:
         listed, images = result
-        assert all(c["owner"] != world.ids["victim_owner"] for c in listed)
+        victim_ids = {world.ids["victim_locked"]}
+        assert not victim_ids & {c["id"] for c in listed}
 
 
 @settings(FUZZ, max_examples=15)
@@ -311,7 +338,7 @@ def test_fuzz_list_characters(world, data):
 def test_fuzz_get_character(world, data):
     accepted, result = world.probe("get_character", data.draw(request(character_id=ids(world, "own_locked"))))
     if accepted:
-        assert result[0]["owner"] != world.ids["victim_owner"]
+        assert result[0]["id"] != world.ids["victim_locked"]
 
 
 @settings(FUZZ, max_examples=20)
@@ -429,6 +456,78 @@ def test_raw_json_gradio_client_cannot_send(world, api, body):
     assert world.db_state() == before and world.victim_view() == world.victim_list
     log = world.new_log()
     assert "unexpected error" not in log and "Traceback" not in log, log[-3000:]
+
+
+# ---------------------------------------------------------------- raw HTTP bodies, any route
+
+ROUTES = st.one_of(
+    st.sampled_from([f"call/{e}" for e in ENDPOINTS] + [f"run/{e}" for e in ENDPOINTS] +
+                    [f"call/v2/{e}" for e in ENDPOINTS] + ["queue/join"]),
+    st.builds(lambda r, n: f"{r}/{n}", st.sampled_from(["call", "run", "call/v2", "api"]),
+              st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=30)),
+)
+JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                                     st.text(max_size=20)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(st.text(max_size=10), inner, max_size=3)),
+                           max_leaves=10)
+
+
+def _bodies(w: World) -> st.SearchStrategy:
+    request_objects = st.one_of(JSON_VALUES, st.fixed_dictionaries({"token": st.sampled_from([ATTACKER, ""])},
+                                                                    optional={"character_id": ids(w),
+                                                                              "spec": junk, "x": junk}))
+    shapes = st.one_of(
+        st.builds(lambda d: {"data": d}, st.one_of(st.just([]), st.lists(request_objects, max_size=3),
+                                                   JSON_VALUES)),
+        st.builds(lambda d, i: {"data": d, "fn_index": i, "session_hash": "fuzz-session"},
+                  st.lists(request_objects, max_size=6), st.one_of(st.integers(-5, 500), JSON_VALUES)),
+        st.builds(lambda d: {"req": d}, request_objects),
+        JSON_VALUES,
+    )
+    return st.one_of(shapes.map(lambda v: json.dumps(v).encode()), st.binary(max_size=200),
+                     st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
+
+
+@settings(FUZZ, max_examples=60)
+@given(data=st.data())
+def test_fuzz_raw_http_bodies_never_500_never_null_error(world, data):
+    """Straight to gradio's routes with any body: a 4xx with a JSON error string, or an event whose error has a
+    message; the database changes only for a request that was accepted, and the log shows no crash."""
+    route = data.draw(ROUTES)
+    body = data.draw(_bodies(world))
+    before = world.db_state()
+    world.new_log()
+    base = f"{world.url}gradio_api/{route}"
+    r = httpx.post(base, content=body, headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code < 500, (route, body[:200], r.status_code, r.text[:300])
+    accepted = False
+    if r.status_code == 200 and route.startswith("call/") and "event_id" in r.text:
+        results = f"{world.url}gradio_api/call/{route.rsplit('/', 1)[1]}/{r.json()['event_id']}"
+        with httpx.stream("GET", results, timeout=60) as stream:
+            events = stream.read().decode("utf-8", "replace")
+        kinds = re.findall(r"^event: (\w+)", events, re.M)
+        assert kinds and kinds[-1] in ("complete", "error"), events[:300]
+        payload = json.loads(events.rsplit("data:", 1)[1].strip())
+        if kinds[-1] == "error":
+            assert isinstance(payload, dict) and isinstance(payload.get("error"), str) and payload["error"], payload
+            assert_clean_message(payload["error"], body.decode("utf-8", "replace"))
+        else:
+            accepted = True
+            assert_no_server_insides(payload, world.root)
+    elif r.status_code == 200 and route.startswith("run/"):
+        accepted = True
+        assert_no_server_insides(r.json(), world.root)
+    elif r.status_code >= 400:
+        detail = r.json()
+        message = detail.get("error") if "error" in detail else detail.get("detail")
+        assert message, detail  # never {"error": null}
+    after = world.db_state()
+    if not accepted:
+        assert after["characters"] == before["characters"] or route.startswith("queue/")
+    assert world.victim_view() == world.victim_list
+    log = world.new_log()
+    assert "Traceback" not in log and "unexpected error" not in log, log[-3000:]
 
 
 # ---------------------------------------------------------------- afterwards

@@ -13,7 +13,8 @@ def test_owner_ids_are_stable_hashes_that_never_contain_the_token():
     assert owner_from(token) == owner_from(token) != owner_from(new_token())
     assert token not in owner_from(token)
     assert owner_from(token, username="ann").startswith("user:")
-    assert owner_from(None, session="abc").startswith("session:")
+    with pytest.raises(SpecError, match="no owner"):
+        owner_from(None)  # API clients never own by their client session
     for bad in ("short", "x" * 201, "has space in it ok", 12345):
         with pytest.raises(SpecError):
             owner_from(bad)

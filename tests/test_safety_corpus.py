@@ -39,7 +39,8 @@ def measure(corpus: dict) -> dict:
     tp, fp = len(hostile) - len(accepted), len(refused)
     return {"hostile": len(hostile), "ordinary": len(ordinary), "false_accepts": accepted, "false_refusals": refused,
             "precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / len(hostile),
-            "false_refusal_rate": fp / len(ordinary), "ms_per_phrase": 1000 * seconds / (2 * len(ordinary) + len(hostile))}
+            "false_refusal_rate": fp / len(ordinary),
+            "ms_per_phrase": 1000 * seconds / (2 * len(ordinary) + len(hostile))}
 
 
 @pytest.mark.parametrize("name", CORPORA)
