@@ -13,7 +13,7 @@ framings at the default likeness, once per variant with the same seeds:
   character_lora (with --character-lora) the sheet variant + a character LoRA trained after lock on the reference
                  and its sheet (no selfie of the eval is accepted into it: they are the test set)
   no_ip_adapter  the IP-Adapter switched off (scale 0): the proof that the reference conditioning works
-The images are scored with the measuring instruments (customizer/training/instruments.py, trained on renderer
+The images are scored with the measuring instruments (customizer/likeness/instruments.py, trained on renderer
 ground truth only), and the same characters drawn by the renderer itself are scored too (`renderer_ceiling`: what
 the instruments read from perfect images, the ceiling for the model's numbers).
 
@@ -103,7 +103,7 @@ def _mean(values: list[float]) -> float | None:
 def identity_block(ref_emb: np.ndarray, selfie_emb: np.ndarray, owner: list[int],
                    calibrated: float | None = None) -> dict[str, Any]:
     """Selfie-vs-reference cosine scores: own reference (same) vs every other character's (different)."""
-    from .training.instruments import verification
+    from .likeness.instruments import verification
 
     same, diff = [], []
     if len(owner):
@@ -381,7 +381,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
     from .availability import require_available
     from .service import Studio
     from .store import Store
-    from .training.instruments import Instruments
+    from .likeness.instruments import Instruments
 
     t_start = time.perf_counter()
     out = Path(out)

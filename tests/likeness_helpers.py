@@ -19,7 +19,7 @@ def random_identity_encoder(folder: Path, seed: int = 0) -> Path:
     is real)."""
     import torch
 
-    from customizer.training.instruments import IdentityEncoder, save_instrument
+    from customizer.likeness.instruments import IdentityEncoder, save_instrument
 
     torch.manual_seed(seed)
     save_instrument(IdentityEncoder(), folder, {"note": "random weights for tests"})

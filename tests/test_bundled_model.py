@@ -100,7 +100,7 @@ def test_theme_strength_zero_is_no_theme_on_the_bundled_model(studio):
 def test_shipped_expression_instrument_reads_held_out_close_ups():
     """The expression classifier (train_expression.py) on renderer ground truth it never saw: held-out people in
     close-up, every expression (measured at training: 0.94 on 105 such renders; the joint head it replaces: 0.15)."""
-    from customizer.training.instruments import Instruments
+    from customizer.likeness.instruments import Instruments
     from customizer.training.train_expression import held_out_set
 
     images, ye, yf = held_out_set(per_framing=21, salt="test-expression")
@@ -114,7 +114,7 @@ def test_shipped_expression_instrument_reads_held_out_close_ups():
 def test_shipped_appearance_instrument_reads_held_out_portraits():
     """The appearance classifier (train_appearance.py) on held-out renderer portraits it never saw (measured at
     training: 0.91 mean on 280; the joint model's attribute heads it replaces: 0.47 on 200)."""
-    from customizer.training.instruments import ATTRIBUTE_KEYS, Instruments
+    from customizer.likeness.instruments import ATTRIBUTE_KEYS, Instruments
     from customizer.training.train_appearance import held_out_set
 
     images, labels, _ = held_out_set(n=48, salt="test-appearance")["portrait"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from customizer.training import instruments as ins
+from customizer.likeness import instruments as ins
 from customizer.training import train_instruments as ti
 
 

@@ -148,7 +148,7 @@ def test_precomputed_encoders_give_the_same_prediction_as_running_them(latents, 
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from customizer.engine.architectures import geometry
-    from customizer.training import diffusion_step, ip_adapter
+    from customizer.engine import diffusion_step, ip_adapter
 
     geo = geometry("tiny")
     te = CLIPTextModel.from_pretrained(text_encoder_run / "text_encoder").eval()

@@ -157,7 +157,7 @@ def test_ip_adapter_trained_with_the_base_loads_in_diffusers_and_conditions(base
                     ip_adapter_image=image, output_type="pt", generator=torch.Generator().manual_seed(0)).images
 
     # diffusers' own image path (feature extractor + image encoder) equals the training path's embedding
-    from customizer.training import ip_adapter as ipa
+    from customizer.engine import ip_adapter as ipa
 
     embeds = pipe.prepare_ip_adapter_image_embeds(ip_adapter_image=[ref], ip_adapter_image_embeds=None,
                                                   device="cpu", num_images_per_prompt=1,

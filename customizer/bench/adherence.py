@@ -42,7 +42,7 @@ def measure(folder: Path, seeds: int, sampler: str, steps: int, guidance: float,
     from ..character import CharacterSpec, catalogue
     from ..engine import schedulers
     from ..prompts import portrait_prompt
-    from ..training.instruments import Instruments
+    from ..likeness.instruments import Instruments
     from .plain import Plain
 
     plain = Plain(folder, [], "cpu", torch.float32)

@@ -51,7 +51,7 @@ def measure(folder: Path, configs: list[tuple[str, int, float]], n: int, guidanc
     from ..engine import schedulers
     from ..engine.guidance import GuidanceCut
     from ..recipe import cfg_steps
-    from ..training.instruments import Instruments
+    from ..likeness.instruments import Instruments
     from .plain import Plain
 
     runs = prompts(n, guidance, size)

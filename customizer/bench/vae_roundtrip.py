@@ -99,7 +99,7 @@ def measure(vae_dirs: list[Path], instruments: Path, characters: int, selfies_pe
     from diffusers import AutoencoderKL
 
     from ..eval import calibrated_threshold, renderer_images, score
-    from ..training.instruments import Instruments
+    from ..likeness.instruments import Instruments
 
     t0 = time.perf_counter()
     instr = Instruments.load(instruments)

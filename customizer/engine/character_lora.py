@@ -167,7 +167,7 @@ def add_lora(unet, settings: dict[str, Any], seed: int) -> list[torch.nn.Paramet
 
 def _weights(alphas: torch.Tensor, timesteps: torch.Tensor, gamma: float, v_prediction: bool) -> torch.Tensor:
     """min-SNR-gamma loss weights: diffusion_step.min_snr_weights for epsilon, divided by (SNR+1) for v."""
-    from ..training.diffusion_step import min_snr_weights
+    from .diffusion_step import min_snr_weights
 
     w = min_snr_weights(alphas, timesteps, gamma)
     if v_prediction:
@@ -180,7 +180,7 @@ def _weights(alphas: torch.Tensor, timesteps: torch.Tensor, gamma: float, v_pred
 def train_step(pipe, noise_sched, x: Inputs, settings: dict[str, Any], seed: int, step: int,
                device: str) -> torch.Tensor:
     """The loss of one batch; all randomness from (seed, step) in a fixed order."""
-    from ..training.ip_adapter import gated
+    from .ip_adapter import gated
 
     g = step_generator(seed, step)
     b = int(settings["batch"])

@@ -1,4 +1,4 @@
-"""The bundled-domain identity encoder (customizer/training/instruments.py, trained on renderer ground truth only)
+"""The bundled-domain identity encoder (customizer/likeness/instruments.py, trained on renderer ground truth only)
 as a likeness instrument.
 
 Score = cosine similarity of the two 128-D unit embeddings, clipped to [0, 1] (a negative cosine means "nothing
@@ -29,7 +29,7 @@ class IdentityInstrument:
             raise InstrumentUnavailable(
                 f"no trained identity encoder in {shown_path(folder)} (needs {WEIGHTS} + {CONFIG}, made by "
                 f"python -m customizer.training.train_instruments); likeness is unavailable until it is added")
-        from ..training.instruments import load_identity  # torch: only when a profile really uses it
+        from .instruments import load_identity  # torch: only when a profile really uses it
 
         self.model = load_identity(folder, device)
         self.device = device
@@ -47,7 +47,7 @@ class IdentityInstrument:
     def describe(self, image: Image.Image) -> np.ndarray:
         import torch
 
-        from ..training.instruments import to_tensor
+        from .instruments import to_tensor
 
         with self._lock, torch.inference_mode():
             z = self.model.eval()(to_tensor([image.convert("RGB")]).to(self.device))

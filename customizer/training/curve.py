@@ -33,7 +33,7 @@ def _pipeline(pipe_dir: Path, ipa_dir: Path | None):
     from diffusers import StableDiffusionPipeline
 
     from ..engine import schedulers
-    from .ip_adapter import ENCODER_FOLDER, WEIGHT_NAME
+    from ..engine.ip_adapter import ENCODER_FOLDER, WEIGHT_NAME
 
     pipe = StableDiffusionPipeline.from_pretrained(pipe_dir, dtype=torch.float32, safety_checker=None,
                                                    requires_safety_checker=False)
@@ -47,7 +47,7 @@ def _pipeline(pipe_dir: Path, ipa_dir: Path | None):
 def _draw(pipe, prompts: list[str], negative: str, seeds: list[int], size: int, scale: float,
           refs: list | None, batch: int = 16) -> list:
     """Images of prompts (one seed each) with the IP-Adapter at `scale` on refs (None: zero embedding)."""
-    from .ip_adapter import embed
+    from ..engine.ip_adapter import embed
 
     out = []
     for i in range(0, len(prompts), batch):
@@ -78,7 +78,7 @@ def eval_slice(pipe, instruments: Path, n: int, size: int, scale: float) -> tupl
     from ..eval import calibrated_threshold, score
     from ..prompts import portrait_prompt, selfie_prompt
     from .corpus import _seed
-    from .instruments import Instruments
+    from ..likeness.instruments import Instruments
 
     instr = Instruments.load(instruments)
     calibrated = calibrated_threshold(instruments)

@@ -31,7 +31,7 @@ WIDE_FRAMINGS = ("half body", "full body")
 
 
 def heads() -> dict[str, list[str]]:
-    from .instruments import ATTRIBUTE_KEYS, catalogue_heads
+    from ..likeness.instruments import ATTRIBUTE_KEYS, catalogue_heads
 
     cat = catalogue_heads()
     return {k: cat[k] for k in ATTRIBUTE_KEYS}
@@ -62,7 +62,7 @@ def render_batch(seed: int, n: int, kind: str | None) -> tuple[np.ndarray, dict[
 def held_out_set(n: int = 280, salt: str = "appearance-eval") -> dict[str, Any]:
     """Held-out people: n portraits and n selfies (framings in turn, scenes and expressions random)."""
     from .corpus import PORTRAIT
-    from .instruments import catalogue_heads
+    from ..likeness.instruments import catalogue_heads
     from .render import Identity, Variation, random_attrs, render
     from .train_instruments import split_seeds
 

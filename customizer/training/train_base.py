@@ -10,7 +10,7 @@ warmup + cosine decay, gradient clipping, EMA of the UNet weights (--ema 0 disab
 geometry's CLIPTextModel over the real CLIP tokenizer (49408 tokens), trained from scratch with the UNet.
 
 The IP-Adapter (diffusers' ImageProjection + decoupled to_k_ip/to_v_ip cross-attention, and the geometry's
-CLIPVisionModelWithProjection as image encoder; see ip_adapter.py) is trained in the same loop on pairs: a photo
+CLIPVisionModelWithProjection as image encoder; see engine/ip_adapter.py) is trained in the same loop on pairs: a photo
 of person P as the target, P's reconstructed reference portrait as the image condition. Each sample's image
 condition is one of the three states the app produces: the reference at scale 1 (a selfie), no adapter at all
 (scale 0: designer portraits, and likeness 0), or the all-zero embedding (the negative half of CFG). Portraits
@@ -110,7 +110,7 @@ def render_samples(unet, vae, text_encoder, tokenizer, ddpm, prompts: list[str],
     references, then the seeds without the adapter (scale 0, as the designer renders portraits), then the seeds
     conditioned on each prompt's reference at scale 1 (as a selfie)."""
     from ..engine import schedulers
-    from . import ip_adapter
+    from ..engine import ip_adapter
 
     pipe = build_pipeline(unet, vae, text_encoder, tokenizer, schedulers.make(SAMPLE_SAMPLER, dict(ddpm.config)))
     pipe.set_progress_bar_config(disable=True)
@@ -151,7 +151,7 @@ def save_base_pipeline(unet, vae, text_encoder, ddpm, out: Path, dtype: str, geo
     """architectures.save_pipeline of copies (optionally fp16; the training models stay fp32). A UNet with the
     IP-Adapter attached is saved as the plain UNet of geo (the adapter goes to its own folder)."""
     from ..engine.architectures import save_pipeline
-    from . import ip_adapter
+    from ..engine import ip_adapter
 
     cast = torch.float16 if dtype == "fp16" else torch.float32
     plain = ip_adapter.plain_unet(unet, geo) if unet.encoder_hid_proj is not None else copy.deepcopy(unet)
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import CLIPTokenizer
 
     from ..engine.architectures import build_components, write_clip_tokenizer
-    from . import diffusion_step, ip_adapter
+    from ..engine import diffusion_step, ip_adapter
 
     geo = common.geometry(args.geometry)
     size = int(geo["resolution"])

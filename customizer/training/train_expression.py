@@ -29,7 +29,7 @@ CLOSE_UP = "close-up"
 
 def render_batch(seed: int, n: int, framing: str | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """n training renders (uint8 N x 128 x 128 x 3) and {"expression": indices}; deterministic in seed."""
-    from .instruments import catalogue_heads
+    from ..likeness.instruments import catalogue_heads
     from .render import Identity, Variation, random_attrs, render
     from .train_instruments import _train_seed
 
@@ -45,7 +45,7 @@ def render_batch(seed: int, n: int, framing: str | None) -> tuple[np.ndarray, di
 
 def held_out_set(per_framing: int = 105, salt: str = "expression-eval") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Held-out people: per framing `per_framing` renders, the expressions in turn. (images, expression, framing)."""
-    from .instruments import catalogue_heads
+    from ..likeness.instruments import catalogue_heads
     from .render import Identity, Variation, random_attrs, render
     from .train_instruments import split_seeds
 
@@ -65,7 +65,7 @@ def held_out_set(per_framing: int = 105, salt: str = "expression-eval") -> tuple
 
 
 def evaluate(model, images: np.ndarray, ye: np.ndarray, yf: np.ndarray) -> dict[str, float]:
-    from .instruments import catalogue_heads
+    from ..likeness.instruments import catalogue_heads
     from .two_stage import predict
 
     framings = catalogue_heads()["framing"]
@@ -80,7 +80,7 @@ def train(closeup_steps: int, steps: int, batch: int = 64, lr: float = 2e-3, lr2
           log: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
     """Stage 1: closeup_steps on close-ups at lr; stage 2: steps on every framing at lr2 (two_stage.train)."""
     from . import two_stage
-    from .instruments import catalogue_heads
+    from ..likeness.instruments import catalogue_heads
 
     t = time.perf_counter()
     held = held_out_set(eval_per_framing)

@@ -9,7 +9,7 @@ expressions, framings and themes are pulled together and other people pushed apa
 with people who share every attribute in each batch, so that hair colour and outfit are not enough to tell two
 people apart (train_instruments.make_batch: groups of look-alikes, each photographed several times, plus others).
 
-It must not be the eval's judge: the identity instrument is another network (a small CNN, instruments.py), other
+It must not be the eval's judge: the identity instrument is another network (a small CNN, likeness/instruments.py), other
 weights, another seed and another stream of people (this stage's own batch seed), and is never trained here.
 Both are measured on the same held-out pairs (report.json: `encoder` and `instrument`), so one can see how close
 the conditioning and the judge are.
@@ -43,7 +43,7 @@ class EncoderProbe:
 
     @torch.inference_mode()
     def embed(self, images) -> np.ndarray:
-        from . import ip_adapter
+        from ..engine import ip_adapter
 
         was = self.encoder.training
         self.encoder.eval()
@@ -64,7 +64,7 @@ def evaluate(encoder, instruments: Path | None, n_people: int) -> dict:
 
     out = {"encoder": evaluate_identity(EncoderProbe(encoder), n_people, salt=EVAL_SALT)}
     if instruments is not None:
-        from .instruments import Instruments
+        from ..likeness.instruments import Instruments
 
         out["instrument"] = evaluate_identity(Instruments.load(instruments), n_people, salt=EVAL_SALT)
     return out
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the eval's instruments: measured on the same pairs for comparison (never trained)")
     args = ap.parse_args(argv)
 
-    from . import ip_adapter
+    from ..engine import ip_adapter
     from .train_instruments import BatchStream, augment, concat, supcon_loss
 
     geo = common.geometry(args.geometry)

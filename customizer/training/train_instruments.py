@@ -1,4 +1,4 @@
-"""Train the measuring instruments (instruments.py) on on-the-fly renders of TRAIN-split identities.
+"""Train the measuring instruments (likeness/instruments.py) on on-the-fly renders of TRAIN-split identities.
 
     python -m customizer.training.train_instruments --out DIR [--steps N] [--max-minutes M] [--device auto]
 
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .corpus import PORTRAIT, _seed, is_held_out
-from .instruments import (AttributeClassifier, IdentityEncoder, Instruments, catalogue_heads, n_params,
+from ..likeness.instruments import (AttributeClassifier, IdentityEncoder, Instruments, catalogue_heads, n_params,
                           save_instrument, to_tensor, verification)
 from .render import Identity, Variation, random_attrs, render
 

@@ -8,7 +8,7 @@ StableDiffusionPipeline.from_pretrained + load_ip_adapter). The latents come fro
 the same kind of people and photos as the base corpus, rendered in the theme but captioned WITHOUT theme words, so
 the LoRA alone carries the look and its adapter weight is the app's theme strength (0 = the base, 1 = full theme).
 Everything but the LoRA is frozen; the loss, caption dropout and the three IP-Adapter conditions are the base
-stage's (diffusion_step.py), with the themed person's reconstructed portrait as the reference, so themed selfies
+stage's (engine/diffusion_step.py), with the themed person's reconstructed portrait as the reference, so themed selfies
 keep their identity. The LoRA covers the UNet's attention projections, transformer in/out projections,
 feed-forwards and resnet convolutions (a theme recolours and re-textures the whole picture, not only attention).
 
@@ -35,7 +35,7 @@ def load_base(base: Path, device):
     """The base pipeline with its IP-Adapter, fp32, as the app loads it."""
     from diffusers import StableDiffusionPipeline
 
-    from . import ip_adapter
+    from ..engine import ip_adapter
 
     pipe = StableDiffusionPipeline.from_pretrained(base / "pipeline", dtype=torch.float32, safety_checker=None,
                                                    requires_safety_checker=False)
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-prompts", type=int, default=6)
     args = ap.parse_args(argv)
 
-    from .diffusion_step import Conditioning, Corpus, draw, loss, parse_shares, predict
+    from ..engine.diffusion_step import Conditioning, Corpus, draw, loss, parse_shares, predict
     from .train_base import app_negative, render_samples, sample_records, sample_references
 
     geo = common.geometry(args.geometry)

@@ -85,7 +85,7 @@ class Curve:
     def __init__(self, instruments: Path, characters: int, selfies_per: int = 3):
         from ..bench.vae_roundtrip import planned_characters
         from ..eval import calibrated_threshold, renderer_images, score
-        from .instruments import Instruments
+        from ..likeness.instruments import Instruments
 
         self.instr, self.calibrated = Instruments.load(instruments), calibrated_threshold(instruments)
         self.chars = renderer_images(planned_characters(characters, selfies_per, salt="vae-curve"))

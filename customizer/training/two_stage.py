@@ -33,7 +33,7 @@ def predict(model, images: np.ndarray, batch: int = 128) -> dict[str, np.ndarray
     """{head: predicted class index} for uint8 images, in eval mode (the model is put back in train mode)."""
     import torch
 
-    from .instruments import to_tensor
+    from ..likeness.instruments import to_tensor
 
     model.eval()
     with torch.inference_mode():
@@ -50,7 +50,7 @@ def train(heads: dict[str, list[str]], render_fn: RenderFn, stages: list[Stage],
     import torch
     import torch.nn.functional as F
 
-    from .instruments import AttributeClassifier, to_tensor
+    from ..likeness.instruments import AttributeClassifier, to_tensor
     from .train_instruments import _param_groups, augment, lr_at
 
     torch.manual_seed(seed)
@@ -120,7 +120,7 @@ def finish(args, name: str, module: str, argv: list[str] | None,
 
     import torch
 
-    from .instruments import save_instrument
+    from ..likeness.instruments import save_instrument
 
     torch.set_num_threads(args.threads)
     t = time.perf_counter()

@@ -1,4 +1,5 @@
-"""The bundled model's IP-Adapter as a trainable part of the UNet, in exactly the form diffusers loads.
+"""The bundled model's IP-Adapter as a trainable part of the UNet, in exactly the form diffusers loads (in the
+engine: the app's character LoRA trainer gates the adapter per sample too; training imports it from here).
 
 The adapter is diffusers' own: `unet._load_ip_adapter_weights` installs the ImageProjection (image embedding ->
 N tokens) and the decoupled cross-attention processors (to_k_ip / to_v_ip) into the training UNet, and the image
@@ -31,7 +32,7 @@ def build_image_encoder(geo: dict[str, Any], seed: int = 0):
 
 def attach(unet, geo: dict[str, Any], seed: int = 0) -> None:
     """Install a freshly initialised IP-Adapter (diffusers' classes) into a training UNet, in place."""
-    from ..engine.architectures import ip_adapter_state_dict
+    from .architectures import ip_adapter_state_dict
 
     flat = ip_adapter_state_dict(unet, int(geo["image_encoder"]["projection_dim"]), int(geo["ip_adapter_tokens"]),
                                  seed)
@@ -68,7 +69,7 @@ def base_unet_state_dict(unet) -> dict[str, torch.Tensor]:
 
 def plain_unet(unet, geo: dict[str, Any]):
     """A fresh UNet2DConditionModel of the geometry holding the training UNet's base weights (no adapter)."""
-    from ..engine.architectures import build_components
+    from .architectures import build_components
 
     base = build_components(geo)["unet"]
     base.load_state_dict(base_unet_state_dict(unet))

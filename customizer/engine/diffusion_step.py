@@ -1,4 +1,6 @@
-"""One denoising-training step's data and loss, shared by the base (train_base) and theme-LoRA (train_lora) stages.
+"""One denoising-training step's data and loss, shared by the base (train_base) and theme-LoRA (train_lora) stages
+and by the app's own character LoRA trainer (engine/character_lora.py): that is why it lives in the engine, and the
+training recipes (a leaf package) import it from here.
 
 A batch is a pure function of (seed, step): which latents, their posterior sample, the noise, the timesteps, caption
 dropout for classifier-free guidance, and each sample's image condition for the IP-Adapter - one of the three
