@@ -11,10 +11,14 @@ Phases
    2 x selfie -> list_characters -> get_character, checking every response against what it asked for.
    Bounded: --rounds per user and --max-seconds overall (a call still running at the deadline is an error).
    A "queue full" answer is counted as a busy rejection and retried after a pause (up to 8 times).
-2. burst: one slow selfie occupies the selfie endpoint (concurrency limit 1), then --burst requests (default
-   2 x queue size) are submitted to that endpoint at once. The queue (max_size) must admit at most max_size of
-   them and reject the rest with a clear "queue full" error; server RSS is read before, during and after.
-   The burst requests name no character, so the admitted ones fail fast ("not found") once they run.
+2. burst: one slow selfie holds the render gate, then --burst design requests (default 2 x queue size), each
+   from its own new user, are submitted at once. Render requests run in up to RENDER_WORKERS threads that wait
+   at the gate, so the server may admit at most max_size + RENDER_WORKERS of them; it must reject the rest with
+   a clear "queue full" error. Server RSS is read before, during and after.
+2b. fairness (--fairness): the same light users run one more time alone (baseline) and then beside one heavy
+   user who keeps 2 of the heaviest requests the profile's compute budget allows in flight (4-candidate designs
+   at the most steps that fit, 4-selfie requests, expression packs) and sends over-budget ones (timing their
+   refusal). Reports the light users' p50/p95 in both runs and the ratio (the bar: p95 at most 2x).
 3. after stopping the server: every row has its file, every file its row, files match their content address
    (checked on disk BEFORE the Store's gc() could hide anything), then Store(...).integrity_report() (PRAGMA
    integrity_check, foreign keys), and every character/reference/selfie the users were given is in the database.
@@ -202,13 +206,13 @@ class User(threading.Thread):
 # --------------------------------------------------------------------------------------------------- burst
 
 def burst_phase(url: str, server: h.Server, owner_token: str, character_id: str, queue_size: int, n_burst: int,
-                block_steps: int, downloads: Path, timeout: float) -> dict[str, Any]:
+                block_steps: int, downloads: Path, timeout: float, workers: int) -> dict[str, Any]:
     import httpx
     from gradio_client import Client
     from gradio_client.exceptions import AppError
     from gradio_client.utils import QueueError, Status
 
-    out: dict[str, Any] = {"queue_max_size": queue_size, "submitted": n_burst}
+    out: dict[str, Any] = {"queue_max_size": queue_size, "render_workers": workers, "submitted": n_burst}
     blocker_client = Client(url, verbose=False, download_files=str(downloads / "burst-blocker"))
     dep = next(d for d in blocker_client.config["dependencies"] if d.get("api_name") == "selfie")
     time.sleep(1.0)
@@ -229,7 +233,9 @@ def burst_phase(url: str, server: h.Server, owner_token: str, character_id: str,
     burst_client = Client(url, verbose=False, max_workers=n_burst + 8, download_files=False)
     bad = {"token": f"burst-{secrets.token_hex(8)}", "character_id": "0" * 32, "selfie": {}}
     t_burst = time.perf_counter()
-    jobs = [burst_client.submit(bad, api_name="/selfie") for _ in range(n_burst)]
+    # each burst request a real design of a new user: it runs, then waits at the render gate behind the blocker
+    jobs = [burst_client.submit({"token": f"burst-{i}-{secrets.token_hex(6)}", "spec": {}, "seed": i, "n": 1},
+                                api_name="/design_candidates") for i in range(n_burst)]
     # wait until every burst request has been admitted or refused (status leaves STARTING/JOINING_QUEUE)
     while time.perf_counter() - t_burst < 60:
         codes = [j.status().code for j in jobs]
@@ -254,15 +260,12 @@ def burst_phase(url: str, server: h.Server, owner_token: str, character_id: str,
     for job in jobs:
         try:
             job.result(timeout=timeout)
-            other.append("a burst request with no character succeeded")
+            accepted += 1  # admitted, waited its turn at the render gate, rendered
         except QueueError as e:
             rejected += 1
             client_message = client_message or str(e)
         except AppError as e:
-            if "not found" in str(e):
-                accepted += 1  # admitted, ran, refused by the app as it should
-            else:
-                other.append(f"AppError: {e}"[:300])
+            other.append(f"AppError: {e}"[:300])
         except Exception as e:  # noqa: BLE001
             other.append(f"{type(e).__name__}: {e}"[:300])
     try:
@@ -295,13 +298,185 @@ def burst_phase(url: str, server: h.Server, owner_token: str, character_id: str,
         problems.append("no request was rejected although more than max_size were submitted")
     if rejected + accepted != n_burst:
         problems.append(f"{n_burst - rejected - accepted} burst requests neither admitted nor rejected cleanly")
-    if out["blocker_still_running_after_burst_admission"] and accepted > out["queue_max_size"]:
-        problems.append(f"{accepted} admitted while the endpoint was busy: more than max_size")
+    if out["blocker_still_running_after_burst_admission"] and accepted > out["queue_max_size"] + workers:
+        problems.append(f"{accepted} admitted while the gate was busy: more than max_size + render workers")
     if other or not out["server_responsive_after"]:
         problems.append("errors during the burst")
     out["problems"] = problems
     out["ok"] = not problems
     return out
+
+
+# --------------------------------------------------------------------------------------------------- fairness
+
+OVER_BUDGET = {"spec": {}, "seed": 1, "n": 4, "advanced": {"width": 2048, "height": 2048, "steps": 100}}
+
+
+def allowed_steps(config: Path, profile_name: str | None, kind: str, images: int) -> int:
+    """The most steps the profile's compute budget allows a `kind` request of `images` at the default size
+    (100 without a budget)."""
+    from customizer import budget as budgets
+    from customizer.config import load_config
+    from customizer.settings import SIZE, STEPS
+
+    profile = load_config(config).profile(profile_name)
+    attempts = profile.likeness.max_attempts if profile.likeness and profile.likeness.band else 1
+    per_image = 1 if kind == "design" else attempts
+    return budgets.fit(profile.budget, profile.width, profile.height, profile.steps, images, STEPS[1], SIZE[1], 4,
+                       per_image=per_image, batched=kind == "design").steps_max
+
+
+def heavy_requests(config: Path, profile_name: str | None) -> tuple[list[tuple[str, dict]], dict[str, Any]]:
+    """The heaviest requests the profile's compute budget allows, one of each kind (character_id filled later)."""
+    from customizer import budget as budgets
+    from customizer.config import load_config
+    from customizer.settings import SIZE, STEPS
+
+    profile = load_config(config).profile(profile_name)
+    cfg = profile.budget
+    attempts = profile.likeness.max_attempts if profile.likeness and profile.likeness.band else 1
+    w, h = profile.width, profile.height
+
+    def steps(kind_images: int, per_image: int, batched: bool) -> int:
+        f = budgets.fit(cfg, w, h, profile.steps, kind_images, STEPS[1], SIZE[1], 4, per_image=per_image,
+                        batched=batched)
+        return f.steps_max if cfg else 40  # no budget: 40 steps, a heavy request as before budgets
+    design = {"spec": {}, "n": 4, "advanced": {"steps": steps(4, 1, True)}}
+    selfie = {"selfie": {"scene": "beach"}, "count": 4, "advanced": {"steps": steps(4, attempts, False)}}
+    pack = {"advanced": {"steps": steps(7, attempts, False)}}
+    plan = [("design_candidates", design), ("selfie", selfie), ("expression_pack", pack)]
+    info = {"budget": None if cfg is None else {"seconds_per_unit": cfg.seconds_per_unit,
+                                                 "max_render_seconds": cfg.max_render_seconds,
+                                                 "max_seconds": cfg.max_seconds, "max_side": cfg.max_side},
+            "requests": {api: req.get("advanced") | {k: v for k, v in req.items() if k in ("n", "count")}
+                         for api, req in plan}}
+    return plan, info
+
+
+class HeavyUser(threading.Thread):
+    """Keeps `parallel` of the heaviest allowed requests in flight until stopped; every 4th request (the first
+    included) is an over-budget one, whose refusal time is recorded (it must come back in under a second)."""
+
+    def __init__(self, url: str, plan: list[tuple[str, dict]], parallel: int, downloads: Path, over_budget: bool):
+        super().__init__(name="heavy", daemon=True)
+        self.url, self.plan, self.parallel, self.downloads = url, plan, parallel, downloads
+        self.over_budget = over_budget
+        self.token = f"heavy-user-{secrets.token_hex(8)}"
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.done: dict[str, list[float]] = defaultdict(list)
+        self.refusals: list[float] = []
+        self.errors: list[str] = []
+        self.character_id: str | None = None
+
+    def setup(self) -> None:
+        from gradio_client import Client
+
+        c = Client(self.url, verbose=False, download_files=str(self.downloads / "heavy"))
+        res, _ = c.predict({"token": self.token, "spec": {}, "seed": 1, "n": 1}, api_name="/design_candidates")
+        c.predict({"token": self.token, "character_id": res["character_id"],
+                   "candidate_id": res["candidates"][0]["id"]}, api_name="/lock")
+        self.character_id = res["character_id"]
+
+    def worker(self, k: int) -> None:
+        from gradio_client import Client
+        from gradio_client.exceptions import AppError
+
+        client = Client(self.url, verbose=False, download_files=str(self.downloads / f"heavy-{k}"))
+        i = k
+        while not self.stop_event.is_set():
+            i += 1
+            if self.over_budget and i % 4 == 1:  # the first request of the first worker, then every 4th
+                api, req = "design_candidates", OVER_BUDGET
+            else:
+                api, req = self.plan[i % len(self.plan)]
+                if api != "design_candidates":
+                    req = {**req, "character_id": self.character_id}
+            t0 = time.perf_counter()
+            try:
+                client.predict({**req, "token": self.token, "seed": i}, api_name=f"/{api}")
+                with self.lock:
+                    self.done[api].append(time.perf_counter() - t0)
+            except AppError as e:
+                with self.lock:
+                    if req is OVER_BUDGET and "megapixel-steps" in str(e):
+                        self.refusals.append(time.perf_counter() - t0)
+                    else:
+                        self.errors.append(f"{api}: {e}"[:300])
+            except Exception as e:  # noqa: BLE001
+                with self.lock:
+                    self.errors.append(f"{api}: {type(e).__name__}: {e}"[:300])
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=self.worker, args=(k,), daemon=True) for k in range(self.parallel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+def light_run(url: str, n_users: int, rounds: int, first_index: int, workdir: Path, seed: int,
+              max_seconds: float) -> tuple[Stats, list[User], float]:
+    stats = Stats()
+    barrier = threading.Barrier(n_users + 1)
+    deadline = time.monotonic() + max_seconds
+    users = [User(first_index + i, url, rounds, deadline, stats, workdir / "downloads", barrier, seed)
+             for i in range(n_users)]
+    for u in users:
+        u.start()
+    try:
+        barrier.wait(timeout=180)
+    except threading.BrokenBarrierError:
+        pass
+    t0 = time.perf_counter()
+    for u in users:
+        u.join(timeout=max(1.0, deadline - time.monotonic() + 30))
+    return stats, users, time.perf_counter() - t0
+
+
+def pooled(stats: Stats, apis: tuple[str, ...] = ("design_candidates", "lock", "selfie")) -> dict[str, Any]:
+    values = [v for api in apis for v in stats.latencies.get(api, [])]
+    return {"n": len(values), "p50_s": h.percentile(values, 50) and round(h.percentile(values, 50), 3),
+            "p95_s": h.percentile(values, 95) and round(h.percentile(values, 95), 3)}
+
+
+def fairness_phase(url: str, config: Path, profile: str | None, n_users: int, rounds: int, workdir: Path,
+                   seed: int, max_seconds: float) -> dict[str, Any]:
+    plan, info = heavy_requests(config, profile)
+    out: dict[str, Any] = {"light_users": n_users, "rounds": rounds, "heavy": info}
+    base_stats, base_users, base_s = light_run(url, n_users, rounds, 100, workdir, seed, max_seconds)
+    heavy = HeavyUser(url, plan, parallel=2, downloads=workdir / "downloads", over_budget=info["budget"] is not None)
+    heavy.setup()
+    heavy.start()
+    time.sleep(2.0)  # the heavy user's requests are in flight before the light users start
+    with_stats, with_users, with_s = light_run(url, n_users, rounds, 200, workdir, seed + 1, max_seconds)
+    heavy.stop_event.set()
+    heavy.join(timeout=600)
+    base, contended = pooled(base_stats), pooled(with_stats)
+    ratio = (contended["p95_s"] / base["p95_s"]) if base["p95_s"] and contended["p95_s"] else None
+    refusals = sorted(heavy.refusals)
+    out.update(
+        baseline={"render_requests": base, "latency": h.latency_table(base_stats.latencies),
+                  "errors": base_stats.errors[:5], "seconds": round(base_s, 1)},
+        with_heavy={"render_requests": contended, "latency": h.latency_table(with_stats.latencies),
+                    "errors": with_stats.errors[:5], "seconds": round(with_s, 1)},
+        p95_ratio=round(ratio, 2) if ratio else None,
+        heavy_done={api: {"n": len(v), "p50_s": round(h.percentile(v, 50), 2)} for api, v in heavy.done.items()},
+        heavy_errors=heavy.errors[:5],
+        over_budget_refusals={"n": len(refusals), "max_s": round(max(refusals), 3) if refusals else None,
+                              "p95_s": round(h.percentile(refusals, 95), 3) if refusals else None},
+    )
+    problems = []
+    if base_stats.errors or with_stats.errors or heavy.errors:
+        problems.append("errors")
+    if ratio is None or ratio > 2.0:
+        problems.append(f"light users' p95 with the heavy user is {ratio}x the baseline (bar: 2x)")
+    if info["budget"] is not None and (not refusals or max(refusals) >= 1.0):
+        problems.append("over-budget requests were not all refused in under 1 s")
+    if sum(len(v) for v in heavy.done.values()) == 0:
+        problems.append("the heavy user completed nothing (was it starved?)")
+    out["problems"], out["ok"] = problems, not problems
+    return out, base_users + with_users
 
 
 # --------------------------------------------------------------------------------------------------- checks
@@ -347,6 +522,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--burst", type=int, default=None, help="burst size (default 2 x queue size; 0 skips the burst)")
     ap.add_argument("--burst-block-steps", type=int, default=40,
                     help="steps of the slow selfie that holds the endpoint during the burst")
+    ap.add_argument("--fairness", action="store_true",
+                    help="also run the light users alone and beside one heavy user (phase 2b)")
+    ap.add_argument("--light-users", type=int, default=None, help="light users in the fairness phase "
+                                                                    "(default: --users)")
+    ap.add_argument("--render-workers", type=int, default=16, help="RENDER_WORKERS of customizer/ui.py (report)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, help="keep everything here (default: a temp dir, removed afterwards)")
     ap.add_argument("--json", type=Path, help="write the report here too")
@@ -408,10 +588,17 @@ def main(argv: list[str] | None = None) -> int:
         # ---- burst phase
         owner = next((u for u in users if u.made), None)
         if n_burst > 0 and owner is not None:
+            # the blocking selfie (count 2) is the slowest the compute budget allows, at most --burst-block-steps
+            block_steps = min(args.burst_block_steps, allowed_steps(config, args.profile, "selfie", 2))
             report["burst"] = burst_phase(url, server, owner.token, owner.made[0]["character_id"], args.queue_size,
-                                          n_burst, args.burst_block_steps, workdir / "downloads", timeout=300)
+                                          n_burst, block_steps, workdir / "downloads", timeout=300,
+                                          workers=args.render_workers)
         elif n_burst > 0:
             report["burst"] = {"ok": False, "problems": ["no locked character to hold the endpoint (main failed)"]}
+        if args.fairness:
+            report["fairness"], more_users = fairness_phase(url, config, args.profile, args.light_users or args.users,
+                                                            args.rounds, workdir, args.seed, args.max_seconds)
+            users = users + more_users
 
         sampler.stop()
         hwm = h.peak_rss_bytes(server.pid)
@@ -441,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             "problems": problems + lost[:10], "clean": not problems and not lost,
         }
         report["ok"] = (report["errors"] == 0 and not timed_out and report["integrity"]["clean"]
-                        and report.get("burst", {"ok": True})["ok"])
+                        and report.get("burst", {"ok": True})["ok"] and report.get("fairness", {"ok": True})["ok"])
     except Exception as e:  # noqa: BLE001 - the report says what broke
         h.record_fatal(report, e, server)
     finally:
