@@ -452,6 +452,8 @@ class _NameReader:
                 k += 1
             else:
                 break
+        if len(run) == 1 and words[run[0]].key in self.lex["famous_first_names"]:
+            return run[0], run[0]  # "portrait of Elon"
         if len(run) >= 2 and not self._place(run, k):
             if strong or self._given(run[0], capitalised=True):
                 return run[0], run[-1]
