@@ -3,8 +3,8 @@ traceback in the log (an unknown endpoint, an unknown fn_index), with `{"error":
 crash after the response started (the result stream of an event that does not exist) get a clear 4xx JSON error
 instead, before gradio sees them. Well-formed calls pass through untouched.
 
-Checked routes (under /gradio_api): POST call/<name>, call/v2/<name>, run/<name>, api/<name>; GET
-call/<name>/<event_id>; POST queue/join. The JSON body answers: {"error": "...", "detail": "..."} (gradio's own
+Checked routes (under /gradio_api): POST call/<name>, call/v2/<name>, run/<name>, api/<name> (by name, or by
+fn_index for the page's own unqueued events: run/predict); GET call/<name>/<event_id>; POST queue/join. The JSON body answers: {"error": "...", "detail": "..."} (gradio's own
 4xx answers carry `detail`, which gradio_client reads). No torch.
 """
 from __future__ import annotations
@@ -77,13 +77,15 @@ class ApiGuard:
                 f"(see the 'Use via API' page)")
 
     def _check_named(self, route: str, name: str, body: bytes) -> tuple[int, str | None]:
-        fn = self._by_name(name)
-        if fn is None:
-            return 404, self._unknown(name)
         try:
             doc = json.loads(body or b"null")
         except (ValueError, RecursionError):
             return 400, "the request body is not valid JSON"
+        if route in ("run", "api") and isinstance(doc, dict) and "fn_index" in doc:
+            return self._check_join(body)  # the page's unqueued events: run/predict with an fn_index
+        fn = self._by_name(name)
+        if fn is None:
+            return 404, self._unknown(name)
         if route == "call/v2":
             if not isinstance(doc, dict):
                 return 400, "the request body must be a JSON object of the endpoint's named parameters"
@@ -117,8 +119,14 @@ class ApiGuard:
         data = doc.get("data")
         if not isinstance(data, list):
             return 400, '"data" must be a list with one value per input of the event'
-        if len(data) < len(fns[index].inputs):
-            return 400, f'"data" has {len(data)} value(s) but this event takes {len(fns[index].inputs)}'
+        inputs = fns[index].inputs
+        if len(data) < len(inputs):
+            return 400, f'"data" has {len(data)} value(s) but this event takes {len(inputs)}'
+        for i, (component, value) in enumerate(zip(inputs, data)):
+            kind = type(component).__name__
+            ok = _ACCEPTS.get(kind)
+            if ok is not None and not ok(value):
+                return 400, f"value {i} of this event must be what a {kind} sends, got {type(value).__name__}"
         return 200, None
 
     def _check_result(self, name: str, event_id: str) -> str | None:
@@ -137,6 +145,23 @@ class ApiGuard:
         except Exception:  # noqa: BLE001 - another gradio's queue: let it answer
             return None
         return "no such event (unknown event id, or its result was already read)"
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# What the page's own components send (an event addressed by fn_index gets these from the browser; anything else
+# is a hand-made request, refused before a handler meets a value of a type it never sees from the page).
+_ACCEPTS: dict[str, Callable[[Any], bool]] = {
+    "Slider": _number,
+    "Number": lambda v: v is None or _number(v),
+    "Checkbox": lambda v: isinstance(v, bool),
+    "Textbox": lambda v: v is None or isinstance(v, str),
+    "Dropdown": lambda v: v is None or isinstance(v, (str, int, float)) or (
+        isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v)),
+    "Radio": lambda v: v is None or isinstance(v, (str, int, float)),
+}
 
 
 def _required_params(fn) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
+from . import safety
 from .errors import CustomizerError, ImportRefused, SpecError
 from .store import NAME_MAX, Store, clean_name
 
@@ -183,6 +184,12 @@ def _check_rows(m: dict, key: str, extra: dict[str, Any]) -> list[dict]:
         for key in ("model_id", "kind"):
             _require(r["recipe"].get(key) is None or isinstance(r["recipe"][key], str),
                      f"{where}.recipe.{key} must be text")
+        # the prompt is shown back with the recipe: it passes the policy user-written text passes (the app's own
+        # prompts, built from the catalogue and checked text, always do); the negative prompt steers away
+        prompt = r["recipe"].get("prompt")
+        _require(prompt is None or isinstance(prompt, str), f"{where}.recipe.prompt must be text")
+        if prompt:
+            safety.check_text(prompt, field=f"{where}.recipe.prompt")
         for field, ok in extra.items():
             _require(ok(r.get(field)), f"{where}.{field} is invalid")
     return rows

@@ -74,7 +74,8 @@ def test_extra_details_refused_at_design(studio):
         studio.design(dict(SPEC, extra="covered in blood, a severed head"), seed=1, n=1)
 
 
-def _with_names(data: bytes, character: str | None = None, pack: str | None = None) -> bytes:
+def _with_names(data: bytes, character: str | None = None, pack: str | None = None,
+                prompt: str | None = None) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
@@ -83,6 +84,8 @@ def _with_names(data: bytes, character: str | None = None, pack: str | None = No
                 doc = json.loads(blob)
                 if character is not None:
                     doc["name"] = character
+                if prompt is not None:
+                    doc["candidates"][0]["recipe"]["prompt"] = prompt
                 if pack is not None:
                     for s in doc["selfies"]:
                         if (s["recipe"].get("extra") or {}).get("pack"):
@@ -102,5 +105,8 @@ def test_imported_character_and_pack_names_pass_the_policy(studio):
     for tampered in (_with_names(data, character="Kim Kardashian"), _with_names(data, pack="loli pack")):
         with pytest.raises(SafetyError, match="^name: "):
             studio.import_(tampered)
+    # recipes are shown back too: a prompt the app would never have written is refused with the rest
+    with pytest.raises(SafetyError, match=r"^candidates\[0\]\.recipe\.prompt: Explicit"):
+        studio.import_(_with_names(data, prompt="portrait of a woman, completely naked"))
     assert len(studio.list_characters()) == n
     assert studio.import_(_with_names(data, character="Rowan again"))["name"] == "Rowan again"
