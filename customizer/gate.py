@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .errors import CustomizerError
@@ -32,10 +32,10 @@ class Busy(CustomizerError):
     """This owner already has as many requests in flight as allowed."""
 
 
-@dataclass(order=True)
+@dataclass(eq=False)
 class _Ticket:
-    priority: tuple[float, int]
-    owner: str = field(compare=False)
+    owner: str
+    seq: int   # arrival order, among owners with the same recent render time
 
 
 class RenderGate:
@@ -88,7 +88,7 @@ class RenderGate:
     def slot(self, owner: str, cancelled: Callable[[], bool] | None = None) -> Iterator[None]:
         """Wait for this owner's turn, render, charge the time. Cancelled if the client leaves while waiting."""
         with self._cond:
-            ticket = _Ticket((self.usage(owner), next(self._seq)), owner)
+            ticket = _Ticket(owner, next(self._seq))
             self._waiting.append(ticket)
             try:
                 while True:
@@ -112,4 +112,4 @@ class RenderGate:
 
     def _first(self) -> _Ticket:
         # the owner with the least recent render time first (their usage now, not when they queued)
-        return min(self._waiting, key=lambda t: (self.usage(t.owner), t.priority[1]))
+        return min(self._waiting, key=lambda t: (self.usage(t.owner), t.seq))
