@@ -558,21 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         rss_idle = h.rss_bytes(server.pid)
 
         # ---- main phase
-        stats = Stats()
-        barrier = threading.Barrier(args.users + 1)
-        deadline = time.monotonic() + args.max_seconds
-        users = [User(i, url, args.rounds, deadline, stats, workdir / "downloads", barrier, args.seed)
-                 for i in range(args.users)]
-        for u in users:
-            u.start()
-        try:
-            barrier.wait(timeout=180)
-        except threading.BrokenBarrierError:
-            pass
-        t_main = time.perf_counter()
-        for u in users:
-            u.join(timeout=max(1.0, deadline - time.monotonic() + 30))
-        main_seconds = time.perf_counter() - t_main
+        deadline = time.monotonic() + args.max_seconds     # light_run's own deadline, to the microsecond
+        stats, users, main_seconds = light_run(url, args.users, args.rounds, 0, workdir, args.seed, args.max_seconds)
         timed_out = any(u.is_alive() for u in users) or (
             any(u.rounds_done < args.rounds for u in users) and time.monotonic() >= deadline)
         report.update(
