@@ -268,3 +268,17 @@ def test_stop_at_keeps_the_schedule_of_the_full_run(latents, vae_dir, text_encod
     assert state["step"] == 1 and state["schedule"]["steps"] == 4
     assert train_base.main([*args, "--resume"]) == 0          # the same schedule: no --schedule-change needed
     assert torch.load(out / common.CHECKPOINT, map_location="cpu", weights_only=False)["step"] == 4
+
+
+def test_vae_stop_at_ends_early_on_the_full_schedule_and_the_runner_counts_it_done(runs, tmp_path):
+    from customizer.training.all import target_step
+
+    out = runs / "vae-stop"
+    args = ["--out", str(out), "--steps", "6", *FAST, "--warmup", "0"]
+    assert train_vae.main([*args, "--stop-at", "2"]) == 0
+    state = torch.load(out / common.CHECKPOINT, map_location="cpu", weights_only=False)
+    assert state["step"] == 2 and state["schedule"]["steps"] == 6
+    lrs = [r["lr"] for r in common.JsonlLog(out / common.LOG, echo=False).read() if "lr" in r]
+    # the learning rate of step 2 is the 6-step cosine's, not a 2-step one's
+    assert lrs[-1] == pytest.approx(common.lr_at(1, 5e-4, 0, 6), rel=1e-3) != common.lr_at(1, 5e-4, 0, 2)
+    assert target_step(["--steps", "6", "--stop-at", "2"]) == 2 and target_step(["--steps", "6"]) == 6

@@ -58,6 +58,11 @@ def _arg(args: list[str], flag: str) -> str | None:
     return args[args.index(flag) + 1] if flag in args else None
 
 
+def target_step(args: list[str]) -> int:
+    """Where a stage is done: its --stop-at when the recipe stops it before the end of its --steps schedule."""
+    return int(_arg(args, "--stop-at") or _arg(args, "--steps"))
+
+
 def checkpoint_step(run: Path) -> int:
     """The step of run/checkpoint.pt without loading the weights (read from the log's last checkpoint event)."""
     log = run / "log.jsonl"
@@ -122,7 +127,7 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
                                     resumable=False, min_minutes=float(r.get(f"{name}_minutes", 0))))
     stages += [
         Stage("vae", "train_vae", ["--out", str(vae), *fill(r["vae"]), "--resume"],
-              checkpoint_step(vae) >= int(_arg(r["vae"], "--steps"))),
+              checkpoint_step(vae) >= target_step(r["vae"])),
         Stage("latents", "encode_corpus", ["--vae", str(vae), "--out", str(latents), *r["latents"]],
               latents_current(latents, vae), resumable=False),
     ]
@@ -132,10 +137,10 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
         if key in r:   # pre-trained on its own, then frozen in the base stage
             run = runs / key
             stages.append(Stage(key, module, ["--out", str(run), *fill(r[key]), "--resume"],
-                                checkpoint_step(run) >= int(_arg(r[key], "--steps"))))
+                                checkpoint_step(run) >= target_step(r[key])))
             base_args += [flag, str(run)]
     stages.append(Stage("base", "train_base", [*base_args, *fill(r["base"]), "--resume"],
-                        checkpoint_step(base) >= int(_arg(r["base"], "--steps"))))
+                        checkpoint_step(base) >= target_step(r["base"])))
     loras = []
     for theme in r["themes"]:
         tl, lr = runs / f"latents_{theme}.pt", runs / f"lora_{theme}"
@@ -145,7 +150,7 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
                             latents_current(tl, vae), resumable=False))
         stages.append(Stage(f"lora {theme}", "train_lora",
                             ["--base", str(base), "--latents", str(tl), "--theme", theme, "--out", str(lr),
-                             *r["lora"], "--resume"], checkpoint_step(lr) >= int(_arg(r["lora"], "--steps"))))
+                             *r["lora"], "--resume"], checkpoint_step(lr) >= target_step(r["lora"])))
     assemble_args = ["--vae", str(vae), "--base", str(base), *[a for lr in loras for a in ("--lora", str(lr))],
                      "--out", str(out)]
     for key in ("text_encoder", "image_encoder"):

@@ -399,6 +399,17 @@ def add_common_args(ap: argparse.ArgumentParser, default_batch: int) -> None:
     ap.add_argument("--sample-every", type=int, default=500, help="steps between sample/reconstruction grids")
 
 
+def add_stop_at(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="stop cleanly at this step, on the schedule of --steps (a short comparison of two variants, "
+                         "or a stage whose learning curve stopped buying: the rest of the schedule stays resumable)")
+
+
+def end_step(args) -> int:
+    """The step this invocation trains to: --steps, or --stop-at when it comes first (the LR schedule stays --steps')."""
+    return args.steps if getattr(args, "stop_at", None) is None else min(args.steps, args.stop_at)
+
+
 def default_warmup(args) -> int:
     return args.warmup if args.warmup is not None else min(500, args.steps // 10)
 

@@ -212,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="steps between learning-curve points (curve.py: adherence probe + eval slice; 0: none)")
     ap.add_argument("--curve-instruments", type=Path, default=None, help="the eval's instruments (read only)")
     ap.add_argument("--curve-characters", type=int, default=64, help="held-out characters of the eval slice")
-    ap.add_argument("--stop-at", type=int, default=None,
-                    help="stop cleanly at this step, on the schedule of --steps (for a short comparison of two "
-                         "variants: the winner resumes where it stopped)")
+    common.add_stop_at(ap)
     args = ap.parse_args(argv)
 
     from diffusers import AutoencoderKL
@@ -377,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     trained.train()
     acc_loss, acc_n, t_last, last_grid, stopped = 0.0, 0, time.perf_counter(), -1, "steps"
     alphas = ddpm.alphas_cumprod
-    end = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
+    end = common.end_step(args)
     if end < args.steps:
         stopped = "stop-at"
     while step < end:

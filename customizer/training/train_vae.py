@@ -138,6 +138,7 @@ def build_vae(geo: dict, seed: int):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m customizer.training.train_vae", description=__doc__.split("\n\n")[0])
     common.add_common_args(ap, default_batch=8)
+    common.add_stop_at(ap)
     ap.add_argument("--lr", type=float, default=5e-4, help="peak AdamW learning rate")
     ap.add_argument("--kl-weight", type=float, default=1e-4, help="weight of the KL per latent element")
     ap.add_argument("--edge-weight", type=float, default=0.5, help="weight of the image-gradient L1")
@@ -230,13 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     if step == 0:
         sample_grid()
     acc, acc_n, t_last, data_wait = {}, 0, time.perf_counter(), 0.0
-    stopped = "steps"
+    end = common.end_step(args)
+    stopped = "steps" if end == args.steps else "stop-at"
     t_data = time.perf_counter()
     detail_on = args.detail_weight > 0
     if step > 0 and (state or {}).get("crop") != args.crop:
         log.write(event="data_change", step=step, crop=[(state or {}).get("crop"), args.crop],
                   face_share=args.face_share)
-    for item in common.batches(args.seed, size, args.batch, step, args.steps, workers, detail=detail_on,
+    for item in common.batches(args.seed, size, args.batch, step, end, workers, detail=detail_on,
                                crop=args.crop, face_share=args.face_share):
         x, detail = item if detail_on else (item, None)
         data_wait += time.perf_counter() - t_data
