@@ -45,17 +45,22 @@ def _check(name: str, value: Any, kind: Any, where: str) -> Any:
     return value
 
 
-def settings(profile: Any = None) -> dict[str, Any]:
-    """The data file's settings with the profile's overrides (training keys only), checked."""
-    base = dict(_data())
-    overrides = (profile.extra.get(PROFILE_KEY) if profile is not None else None) or {}
-    where = f"profile '{profile.name}': {PROFILE_KEY}" if overrides else "character_lora.yaml"
+def check_overrides(overrides: Any, where: str) -> dict[str, Any]:
+    """A profile's `character_lora:` overrides (training keys only), each checked for its type and range."""
     if not isinstance(overrides, dict):
         raise ConfigError(f"{where} must be a mapping of settings")
     unknown = set(overrides) - set(TRAINING)
     if unknown:
         raise ConfigError(f"{where}: unknown or fixed keys {sorted(unknown)}; it may set {sorted(TRAINING)}")
-    base.update(overrides)
+    return {k: _check(k, v, TRAINING[k], where) for k, v in overrides.items()}
+
+
+def settings(profile: Any = None) -> dict[str, Any]:
+    """The data file's settings with the profile's overrides (its typed `character_lora` field), checked."""
+    base = dict(_data())
+    overrides = (profile.character_lora if profile is not None else None) or {}
+    where = f"profile '{profile.name}': {PROFILE_KEY}" if overrides else "character_lora.yaml"
+    base.update(check_overrides(overrides, where))
     return {k: _check(k, base.get(k), kind, where) for k, kind in {**TRAINING, **SERVING}.items()}
 
 

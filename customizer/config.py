@@ -10,6 +10,7 @@ import yaml
 
 from .budget import BudgetConfig
 from .budget import parse as _budget
+from . import schema
 from .errors import ConfigError
 from .likeness.registry import INSTRUMENTS
 
@@ -55,31 +56,32 @@ class LikenessConfig:
 def _likeness(raw: Any, base: Path) -> LikenessConfig | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise ValueError("likeness must be a mapping {instrument, path?, band?, max_attempts?}")
-    unknown = set(raw) - {"instrument", "path", "band", "max_attempts"}
-    if unknown:
-        raise ValueError(f"likeness: unknown keys {sorted(unknown)}")
-    name = raw.get("instrument")
-    if name not in INSTRUMENTS:
-        raise ValueError(f"likeness.instrument must be one of {sorted(INSTRUMENTS)}, got {name!r}")
+    schema.closed("likeness", raw, {"instrument", "path", "band", "max_attempts"}, required=("instrument",))
+    name = schema.choice("likeness.instrument", raw["instrument"], sorted(INSTRUMENTS))
     band = raw.get("band")
     if band is not None:
-        if (not isinstance(band, (list, tuple)) or len(band) != 2
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in band)
-                or not 0 <= band[0] <= band[1] <= 1):
-            raise ValueError(f"likeness.band must be [lo, hi] with 0 <= lo <= hi <= 1, got {band!r}")
-        band = (float(band[0]), float(band[1]))
-    attempts = raw.get("max_attempts", 1)
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
-        raise ValueError(f"likeness.max_attempts must be a whole number from 1 to {MAX_ATTEMPTS}, got {attempts!r}")
-    path = raw.get("path")
-    return LikenessConfig(instrument=name, path=_resolve(base, str(path)) if path else None, band=band,
+        band = schema.span("likeness.band", band)
+    attempts = schema.whole("likeness.max_attempts", raw.get("max_attempts", 1), 1, MAX_ATTEMPTS)
+    path = schema.text("likeness.path", raw.get("path"), optional=True)
+    return LikenessConfig(instrument=name, path=_resolve(base, path) if path else None, band=band,
                           max_attempts=attempts)
+
+
+# Profile fields that older code set through `Profile.extra` (a free mapping until every key got a typed field);
+# their defaults, for the read-only `extra` view below.
+LEGACY_EXTRA: dict[str, Any] = {"ip_scale": (0.0, 1.0), "fuse_lora": True, "reference_sheet": True,
+                                "character_lora": {}}
+
+
+class LegacyExtra(dict):
+    """Profile.extra as it reads now: the LEGACY_EXTRA fields whose value is not their default (so a profile that
+    sets none of them reads {}). Derived from the typed fields; a Profile rebuilds it and never reads it back."""
 
 
 @dataclass(frozen=True)
 class Profile:
+    """One model profile of spaces.yaml. Every key is a typed field, checked when the config loads (_profile);
+    an unknown key is refused there."""
     name: str
     family: str  # "sd15" | "sdxl"
     base_model: str
@@ -98,7 +100,43 @@ class Profile:
     allow_download: bool = False
     likeness: LikenessConfig | None = None  # None: selfies carry likeness 'unavailable'
     budget: BudgetConfig | None = None  # compute budget per request (customizer/budget.py); None: no limit
-    extra: dict[str, Any] = field(default_factory=dict)  # keys this code does not know (yet)
+    ip_scale: tuple[float, float] = (0.0, 1.0)  # IP-Adapter scale at likeness 0 and 1 (the likeness slider)
+    fuse_lora: bool = True  # fuse theme/character LoRAs into the UNet weights (engine/lora_fuse.py)
+    reference_sheet: bool = True  # render the reference sheet at lock (customizer/refsheet.py)
+    character_lora: dict[str, Any] = field(default_factory=dict)  # training overrides (customizer/charlora.py)
+    # Deprecated, read-only: a LegacyExtra view of the four fields above. A plain mapping given here (the old
+    # `dataclasses.replace(profile, extra={...})`) sets those fields, checked; any other key is refused. Kept until
+    # engine/pipeline.py and eval.py read and replace the typed fields.
+    extra: dict[str, Any] = field(default_factory=LegacyExtra, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        given = self.extra
+        if not isinstance(given, LegacyExtra):
+            unknown = sorted(set(given) - set(LEGACY_EXTRA), key=str)
+            if unknown:
+                raise ConfigError(f"profile {self.name!r}: unknown key {unknown[0]!r}")
+            for key, value in given.items():
+                object.__setattr__(self, key, value)
+        checked = _extension_fields(self.name, {k: getattr(self, k) for k in LEGACY_EXTRA})
+        for key, value in checked.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "extra", LegacyExtra({k: v for k, v in checked.items() if v != LEGACY_EXTRA[k]}))
+
+
+def _extension_fields(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The checked values of the LEGACY_EXTRA fields (ConfigError naming the profile and the key)."""
+    from . import charlora  # charlora reads data files; it imports nothing of config
+
+    out = {}
+    try:
+        out["ip_scale"] = schema.span("ip_scale", raw.get("ip_scale", LEGACY_EXTRA["ip_scale"]), 0.0, 2.0)
+        out["fuse_lora"] = schema.flag("fuse_lora", raw.get("fuse_lora", True))
+        out["reference_sheet"] = schema.flag("reference_sheet", raw.get("reference_sheet", True))
+    except ValueError as e:
+        raise ConfigError(f"profile {name!r}: {e}") from None
+    overrides = raw.get("character_lora") or {}
+    out["character_lora"] = charlora.check_overrides(overrides, f"profile {name!r}: character_lora")
+    return out
 
 
 @dataclass(frozen=True)
@@ -142,56 +180,109 @@ def _resolve(base: Path, ref: str | None) -> str | None:
     return ref
 
 
+PROFILE_KEYS = ("family", "base_model", "ip_adapter", "controlnet", "themes", "scheduler", "steps", "guidance",
+                "guidance_end", "width", "height", "device", "dtype", "upscaler", "allow_download", "likeness",
+                "budget", *LEGACY_EXTRA)
+FAMILIES = ("sd15", "sdxl")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+EXTENDS = "extends"  # a profile key: start from another profile's keys, then apply this profile's own
+
+
+def _schedulers() -> list[str]:
+    return list(yaml.safe_load((Path(__file__).resolve().parent / "data" / "schedulers.yaml").read_text()))
+
+
+def _ip_adapter(raw: Any, base: Path) -> IPAdapterConfig | None:
+    if raw is None:
+        return None
+    schema.closed("ip_adapter", raw, {"path", "weight_name", "subfolder", "image_encoder_folder"},
+                  required=("path", "weight_name"))
+    return IPAdapterConfig(path=_resolve(base, schema.text("ip_adapter.path", raw["path"])),
+                           weight_name=schema.text("ip_adapter.weight_name", raw["weight_name"]),
+                           subfolder=str(raw.get("subfolder") or ""),
+                           image_encoder_folder=schema.text("ip_adapter.image_encoder_folder",
+                                                            raw.get("image_encoder_folder", "image_encoder")))
+
+
+def _controlnet(raw: Any, base: Path) -> ControlNetConfig | None:
+    if raw is None:
+        return None
+    schema.closed("controlnet", raw, {"model", "control", "scale"}, required=("model",))
+    return ControlNetConfig(model=_resolve(base, schema.text("controlnet.model", raw["model"])),
+                            control=schema.choice("controlnet.control", raw.get("control", "pose"), ("pose", "canny")),
+                            scale=schema.number("controlnet.scale", raw.get("scale", 0.7), 0.0, 2.0))
+
+
+def _themes(raw: Any, base: Path) -> dict[str, ThemeConfig]:
+    themes = {}
+    for t, v in schema.closed("themes", raw or {}, set(raw or {})).items():
+        where = f"themes.{t}"
+        v = schema.closed(where, v or {}, {"lora", "adapter", "triggers", "weight"})
+        themes[t] = ThemeConfig(name=t, adapter=schema.text(f"{where}.adapter", v.get("adapter", t)),
+                                triggers=str(v.get("triggers") or ""),
+                                weight=schema.number(f"{where}.weight", v.get("weight", 1.0), 0.0, 10.0),
+                                lora=_resolve(base, schema.text(f"{where}.lora", v.get("lora"), optional=True)))
+    return themes
+
+
 def _profile(name: str, raw: dict[str, Any], base: Path) -> Profile:
+    """One profile's keys (after `extends`) -> a Profile; every key typed and checked, an unknown key refused."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"profile {name!r} must be a mapping of keys, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(PROFILE_KEYS), key=str)
+    if unknown:
+        raise ConfigError(f"profile {name!r}: unknown key {unknown[0]!r}; known keys: {', '.join(PROFILE_KEYS)}")
     try:
-        ipa = raw.get("ip_adapter")
-        cn = raw.get("controlnet")
-        themes = {
-            t: ThemeConfig(
-                name=t,
-                adapter=str(v.get("adapter", t)),
-                triggers=str(v.get("triggers") or ""),
-                weight=float(v.get("weight", 1.0)),
-                lora=_resolve(base, v.get("lora")),
-            )
-            for t, v in (raw.get("themes") or {}).items()
-        }
-        guidance_end = float(raw.get("guidance_end", 1.0))
-        if not 0 < guidance_end <= 1:
-            raise ValueError(f"guidance_end must be in (0, 1] (a fraction of the steps), got {guidance_end}")
-        known = {"family", "base_model", "ip_adapter", "controlnet", "themes", "scheduler", "steps", "guidance",
-                 "guidance_end", "width", "height", "device", "dtype", "upscaler", "allow_download", "likeness",
-                 "budget"}
         return Profile(
             name=name,
-            family=str(raw.get("family", "sd15")),
-            base_model=_resolve(base, raw["base_model"]),
-            ip_adapter=IPAdapterConfig(
-                path=_resolve(base, ipa["path"]),
-                weight_name=ipa["weight_name"],
-                subfolder=ipa.get("subfolder", "") or "",
-                image_encoder_folder=ipa.get("image_encoder_folder", "image_encoder"),
-            ) if ipa else None,
-            controlnet=ControlNetConfig(
-                model=_resolve(base, cn["model"]), control=cn.get("control", "pose"), scale=float(cn.get("scale", 0.7))
-            ) if cn else None,
-            themes=themes,
-            scheduler=str(raw.get("scheduler", "dpmpp_2m")),
-            steps=int(raw.get("steps", 20)),
-            guidance=float(raw.get("guidance", 6.0)),
-            guidance_end=guidance_end,
-            width=int(raw.get("width", 512)),
-            height=int(raw.get("height", 512)),
-            device=str(raw.get("device", "auto")),
-            dtype=str(raw.get("dtype", "auto")),
-            upscaler=_resolve(base, raw.get("upscaler")),
-            allow_download=bool(raw.get("allow_download", False)),
+            family=schema.choice("family", raw.get("family", "sd15"), FAMILIES),
+            base_model=_resolve(base, schema.text("base_model", raw["base_model"])),
+            ip_adapter=_ip_adapter(raw.get("ip_adapter"), base),
+            controlnet=_controlnet(raw.get("controlnet"), base),
+            themes=_themes(raw.get("themes"), base),
+            scheduler=schema.choice("scheduler", raw.get("scheduler", "dpmpp_2m"), _schedulers()),
+            steps=schema.whole("steps", raw.get("steps", 20), 1, 1000),
+            guidance=schema.number("guidance", raw.get("guidance", 6.0), 0.0, 50.0),
+            guidance_end=schema.number("guidance_end", raw.get("guidance_end", 1.0), 0.0, 1.0, open_lo=True),
+            width=schema.whole("width", raw.get("width", 512), 8, 8192, multiple=8),
+            height=schema.whole("height", raw.get("height", 512), 8, 8192, multiple=8),
+            device=schema.text("device", raw.get("device", "auto")),
+            dtype=schema.choice("dtype", raw.get("dtype", "auto"), DTYPES),
+            upscaler=_resolve(base, schema.text("upscaler", raw.get("upscaler"), optional=True)),
+            allow_download=schema.flag("allow_download", raw.get("allow_download", False)),
             likeness=_likeness(raw.get("likeness"), base),
             budget=_budget(raw.get("budget")),
-            extra={k: v for k, v in raw.items() if k not in known},
+            extra={k: raw[k] for k in LEGACY_EXTRA if k in raw},
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"profile {name!r} is malformed: {type(e).__name__}: {e}") from e
+
+
+def _extended(profiles: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each profile's own keys on top of those of the profile it `extends` (recursively; a key given replaces the
+    parent's value whole, mappings included). An unknown parent or a cycle is a ConfigError."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def resolve(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
+        if name in out:
+            return out[name]
+        raw = profiles[name] or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"profile {name!r} must be a mapping of keys, got {type(raw).__name__}")
+        raw = dict(raw)
+        parent = raw.pop(EXTENDS, None)
+        if parent is not None:
+            if parent not in profiles:
+                raise ConfigError(f"profile {name!r}: extends {parent!r}, which is not a profile")
+            if parent in seen:
+                raise ConfigError(f"profile {name!r}: extends makes a cycle: {' -> '.join((*seen, parent))}")
+            raw = {**resolve(parent, (*seen, parent)), **raw}
+        out[name] = raw
+        return raw
+
+    for name in profiles:
+        resolve(name, (name,))
+    return out
 
 
 def load_config(path: str | Path | None = None) -> AppConfig:
@@ -204,9 +295,17 @@ def load_config(path: str | Path | None = None) -> AppConfig:
         raise ConfigError(f"{path.name} is not valid YAML: {e}") from e
     if not isinstance(raw, dict) or not isinstance(raw.get("profiles"), dict):
         raise ConfigError(f"{path.name} must define a 'profiles' mapping")
+    unknown = sorted(set(raw) - {"default_profile", "storage", "profiles"}, key=str)
+    if unknown:
+        raise ConfigError(f"{path.name}: unknown top-level key {unknown[0]!r}; known: default_profile, storage, "
+                          f"profiles")
     base = path.parent
-    profiles = {n: _profile(n, p or {}, base) for n, p in raw["profiles"].items()}
+    profiles = {n: _profile(n, p, base) for n, p in _extended(raw["profiles"]).items()}
     storage = raw.get("storage") or {}
+    try:
+        schema.closed("storage", storage, {"db", "data_dir"})
+    except ValueError as e:
+        raise ConfigError(f"{path.name}: {e}") from None
     db = Path(os.environ.get("CUSTOMIZER_DB") or storage.get("db", "characters.db"))
     data_dir = Path(os.environ.get("CUSTOMIZER_DATA_DIR") or storage.get("data_dir", "data"))
     default = str(raw.get("default_profile") or next(iter(profiles)))

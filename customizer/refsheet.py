@@ -13,7 +13,6 @@ from typing import Any, Iterable
 import yaml
 
 from .character import DATA_DIR, SelfieSpec
-from .errors import ConfigError
 from .likeness.band import Band
 from .likeness.result import NO_FACE, UNAVAILABLE, Likeness
 
@@ -60,11 +59,9 @@ def sheet() -> Sheet:
 
 
 def enabled(profile: Any) -> bool:
-    """The profile's switch (`reference_sheet: false` turns it off); a sheet needs the IP-Adapter."""
-    value = profile.extra.get(SWITCH, True)
-    if not isinstance(value, bool):
-        raise ConfigError(f"profile '{profile.name}': {SWITCH} must be true or false, got {value!r}")
-    return value and profile.ip_adapter is not None
+    """The profile's switch (`reference_sheet: false` turns it off; a typed field checked when the config loads); a
+    sheet needs the IP-Adapter."""
+    return profile.reference_sheet and profile.ip_adapter is not None
 
 
 def seed(reference_pixels: str) -> int:

@@ -398,8 +398,8 @@ class Studio:
     # ---- selfies -------------------------------------------------------------------------------------------
     def likeness_to_scale(self, likeness: float) -> float:
         """'Likeness vs freedom' 0..1 -> IP-Adapter scale within the profile's range (ip_scale: [lo, hi])."""
-        lo, hi = self.profile.extra.get("ip_scale", [0.0, 1.0])
-        return round(float(lo) + (float(hi) - float(lo)) * float(likeness), 4)
+        lo, hi = self.profile.ip_scale
+        return round(lo + (hi - lo) * float(likeness), 4)
 
     @_one_request
     def selfie(self, character_id: str, selfie: dict, seed: Any = None, count: Any = 1,

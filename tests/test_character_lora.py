@@ -37,7 +37,7 @@ TIMEOUT_S = 240  # a training process on 2 busy cores: start (imports, model loa
 
 def studio_for(config, store: Store, engine, **lora) -> Studio:
     profile = config.profile("tiny")
-    profile = dataclasses.replace(profile, extra={**profile.extra, "character_lora": {**FAST, **lora}})
+    profile = dataclasses.replace(profile, character_lora={**FAST, **lora})
     return Studio(config, profile, store, engine_factory=lambda p: engine)
 
 
@@ -131,12 +131,12 @@ def test_settings_are_data_and_profile_overrides_are_checked(config):
     assert s["steps"] >= 100 and s["rank"] == 8 and 0 < s["lr"] < 0.01 and s["parallel"] == 1
     assert "to_q" in s["targets"] and s["strength"] == 0.5
     profile = config.profile("tiny")
-    over = dataclasses.replace(profile, extra={**profile.extra, "character_lora": {"steps": 3, "lr": 1}})
+    over = dataclasses.replace(profile, character_lora={"steps": 3, "lr": 1})
     assert charlora.settings(over)["steps"] == 3 and charlora.settings(over)["lr"] == 1.0
     for bad, reason in (({"steps": 0}, "at least 1"), ({"steps": "many"}, "must be int"),
                         ({"parallel": 4}, "unknown or fixed"), ({"lr": float("nan")}, "finite"), ("fast", "mapping")):
         with pytest.raises(ConfigError, match=reason):
-            charlora.settings(dataclasses.replace(profile, extra={**profile.extra, "character_lora": bad}))
+            charlora.settings(dataclasses.replace(profile, character_lora=bad))
     assert charlora.adapter_name("ab" * 32) == "character_" + "ab" * 8 != charlora.adapter_name("cd" * 32)
 
 
@@ -276,7 +276,7 @@ def test_theme_and_character_lora_combine_and_fusing_stays_exact(trained, config
         for b in names[i + 1:]:
             assert np.abs(first[a] - first[b]).mean() > 0.5, (a, b)
     # an engine that never fuses: two adapters are unfused in both (identical); the lone LoRA differs by rounding
-    profile = dataclasses.replace(st.profile, extra={**st.profile.extra, "fuse_lora": False})
+    profile = dataclasses.replace(st.profile, fuse_lora=False)
     plain = Engine(profile)
     assert np.array_equal(render(plain, "both"), first["both"])
     for name in ("character", "theme"):  # a fuser blind to the LoRA's feed-forward layers: mean 0.56, max 4

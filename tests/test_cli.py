@@ -40,3 +40,13 @@ def test_unknown_profile_exits_2_with_known_names():
     assert "unknown profile 'nope'" in proc.stderr
     assert "known profiles: bundled, sd15, sd15-zerogpu, sdxl" in proc.stderr
     assert "Traceback" not in out
+
+
+def test_unknown_profile_key_stops_the_start_with_the_profile_and_the_key(tmp_path):
+    cfg = tmp_path / "spaces.yaml"
+    cfg.write_text(yaml.safe_dump({"profiles": {"mine": {"base_model": str(tmp_path), "reference_shet": False}}}))
+    proc = run_app("--config", str(cfg), "--port", "7999")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert proc.stderr.startswith("error: profile 'mine': unknown key 'reference_shet'")
+    assert "Traceback" not in out

@@ -1,6 +1,7 @@
 """spaces.yaml -> profiles, environment overrides, clear ConfigErrors; model availability checks; advanced settings."""
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import yaml
 
 from customizer import availability
 from customizer.availability import missing_parts, require_available
-from customizer.config import DEFAULT_CONFIG, REPO_ROOT, load_config
+from customizer.config import DEFAULT_CONFIG, REPO_ROOT, _profile, load_config
 from customizer.errors import ConfigError, ModelUnavailable, SpecError
 from customizer.settings import Settings, samplers
 
@@ -86,7 +87,7 @@ def test_relative_paths_resolve_against_the_file(tmp_path, monkeypatch):
     path = write_config(cfg_dir / "spaces.yaml", {
         "p": {"base_model": "./model", "ip_adapter": {"path": "weights", "weight_name": "ip.safetensors"},
               "controlnet": {"model": "owner/controlnet"},
-              "themes": {"fantasy": {"lora": "assets/loras/f.safetensors"}}, "future_key": 3}},
+              "themes": {"fantasy": {"lora": "assets/loras/f.safetensors"}}}},
         storage={"db": "db/chars.db", "data_dir": "/abs/data"})
     monkeypatch.chdir(tmp_path)
     cfg = load_config(Path("conf/spaces.yaml"))  # a relative config path works too
@@ -98,7 +99,8 @@ def test_relative_paths_resolve_against_the_file(tmp_path, monkeypatch):
     assert p.controlnet.model == "owner/controlnet"  # looks like a hub id and does not exist here
     assert p.themes["fantasy"].lora == str(cfg_dir / "assets/loras/f.safetensors")
     assert p.themes["fantasy"].adapter == "fantasy" and p.themes["fantasy"].weight == 1.0
-    assert p.extra == {"future_key": 3}
+    assert p.extra == {} and (p.ip_scale, p.fuse_lora, p.reference_sheet, p.character_lora) == ((0.0, 1.0), True,
+                                                                                                True, {})
     assert cfg.db_path == cfg_dir / "db/chars.db" and cfg.data_dir == Path("/abs/data")
 
 
@@ -154,6 +156,131 @@ def test_missing_file_and_unknown_profile(tmp_path):
     with pytest.raises(ConfigError) as e:
         cfg.profile("gamma")
     assert "unknown profile 'gamma'" in str(e.value) and "known profiles: alpha, beta" in str(e.value)
+
+
+# ---- the closed profile schema -----------------------------------------------------------------------------------
+def test_every_profile_key_is_a_typed_field(tmp_path):
+    cfg = load_config(write_config(tmp_path / "s.yaml", {"p": {
+        "base_model": "./m", "ip_scale": [0.2, 0.8], "fuse_lora": False, "reference_sheet": False,
+        "character_lora": {"steps": 30, "lr": 1, "targets": ["to_q"]}}}))
+    p = cfg.profile("p")
+    assert p.ip_scale == (0.2, 0.8) and p.fuse_lora is False and p.reference_sheet is False
+    assert p.character_lora == {"steps": 30, "lr": 1.0, "targets": ["to_q"]} and isinstance(p.character_lora["lr"],
+                                                                                             float)
+    # the deprecated `extra` view shows what is not a default, and a replace through it is checked like the file
+    assert p.extra == {"ip_scale": (0.2, 0.8), "fuse_lora": False, "reference_sheet": False,
+                       "character_lora": {"steps": 30, "lr": 1.0, "targets": ["to_q"]}}
+    q = dataclasses.replace(p, extra={**p.extra, "ip_scale": [0.0, 0.0]})
+    assert q.ip_scale == (0.0, 0.0) and q.fuse_lora is False and q.extra["ip_scale"] == (0.0, 0.0)
+    r = dataclasses.replace(q, fuse_lora=True)  # the typed field wins over the copied view
+    assert r.fuse_lora is True and "fuse_lora" not in r.extra and r.ip_scale == (0.0, 0.0)
+    with pytest.raises(ConfigError, match="profile 'p': unknown key 'fuse_lroa'"):
+        dataclasses.replace(p, extra={"fuse_lroa": False})
+    with pytest.raises(ConfigError, match="reference_sheet must be true or false"):
+        dataclasses.replace(p, extra={"reference_sheet": "no"})
+
+
+@pytest.mark.parametrize("profile, key", [
+    ({"base_model": "./m", "fuse_lroa": False}, "'fuse_lroa'"),
+    ({"base_model": "./m", "ip_adapter": {"path": "./ip", "weight_name": "w", "wieght": 1}}, "'wieght'"),
+    ({"base_model": "./m", "controlnet": {"model": "./cn", "strength": 1}}, "'strength'"),
+    ({"base_model": "./m", "themes": {"fantasy": {"lora": None, "trigger": "x"}}}, "'trigger'"),
+    ({"base_model": "./m", "likeness": {"instrument": "face", "retries": 3}}, "'retries'"),
+    ({"base_model": "./m", "budget": {"seconds_per_unit": 1, "max_seconds": 2, "max_render_seconds": 1,
+                                      "max_sides": 64}}, "'max_sides'"),
+    ({"base_model": "./m", "character_lora": {"parallel": 4}}, "'parallel'"),
+])
+def test_an_unknown_key_is_refused_with_the_profile_and_the_key(tmp_path, profile, key):
+    with pytest.raises(ConfigError) as e:
+        load_config(write_config(tmp_path / "s.yaml", {"good": {"base_model": "./g"}, "typo": profile}))
+    assert "profile 'typo'" in str(e.value) and key in str(e.value)
+
+
+@pytest.mark.parametrize("profile, message", [
+    ({"base_model": "./m", "ip_scale": [0.9, 0.1]}, "ip_scale must be [low, high]"),
+    ({"base_model": "./m", "ip_scale": 0.5}, "ip_scale must be [low, high]"),
+    ({"base_model": "./m", "fuse_lora": "yes"}, "fuse_lora must be true or false"),
+    ({"base_model": "./m", "character_lora": {"steps": 0}}, "at least 1"),
+    ({"base_model": "./m", "character_lora": "fast"}, "mapping"),
+    ({"base_model": "./m", "steps": 2.5}, "steps must be a whole number"),
+    ({"base_model": "./m", "steps": True}, "steps must be a whole number"),
+    ({"base_model": "./m", "width": 100}, "width must be a multiple of 8"),
+    ({"base_model": "./m", "scheduler": "dpm_fast"}, "scheduler must be one of"),
+    ({"base_model": "./m", "family": "sd3"}, "family must be one of sd15, sdxl"),
+    ({"base_model": "./m", "dtype": "fp16"}, "dtype must be one of"),
+    ({"base_model": "./m", "allow_download": "true"}, "allow_download must be true or false"),
+    ({"base_model": "./m", "controlnet": {"model": "./cn", "control": "depth"}}, "controlnet.control"),
+])
+def test_a_bad_value_is_refused_with_the_profile_and_the_field(tmp_path, profile, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(write_config(tmp_path / "s.yaml", {"bad": profile}))
+    assert "profile 'bad'" in str(e.value) and message in str(e.value)
+
+
+def test_unknown_top_level_and_storage_keys_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="unknown top-level key 'default'"):
+        load_config(write_config(tmp_path / "s.yaml", {"a": {"base_model": "./a"}}, default="a"))
+    with pytest.raises(ConfigError, match=r"storage: unknown keys \['database'\]"):
+        load_config(write_config(tmp_path / "s.yaml", {"a": {"base_model": "./a"}}, storage={"database": "x.db"}))
+
+
+# What sd15-zerogpu was before `extends:` (a copy of sd15 with four changes), verbatim from spaces.yaml.
+SD15_ZEROGPU_COPY = """
+family: sd15
+base_model: stable-diffusion-v1-5/stable-diffusion-v1-5
+ip_adapter:
+  path: h94/IP-Adapter
+  subfolder: models
+  weight_name: ip-adapter-plus-face_sd15.safetensors
+  image_encoder_folder: models/image_encoder
+controlnet:
+  model: lllyasviel/control_v11p_sd15_openpose
+  control: pose
+  scale: 0.7
+themes:
+  fantasy: {lora: null, adapter: fantasy, triggers: "high fantasy art, ethereal, intricate", weight: 1.0}
+  vintage: {lora: null, adapter: vintage, triggers: "vintage 1950s photograph, film grain, sepia", weight: 1.0}
+scheduler: dpmpp_2m
+steps: 25
+guidance: 6.5
+width: 512
+height: 512
+device: cuda
+dtype: float16
+allow_download: true
+likeness: {instrument: face, band: [0.5, 0.9], max_attempts: 3}
+budget: {seconds_per_unit: 0.3, max_render_seconds: 20, max_seconds: 60, max_side: 1024,
+         measured: "estimate, not measured here"}
+"""
+
+
+def test_extends_gives_what_the_copied_profile_had():
+    cfg = load_config()
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())["profiles"]
+    assert raw["sd15-zerogpu"]["extends"] == "sd15" and "ip_adapter" not in raw["sd15-zerogpu"]  # no copy left
+    copy = _profile("sd15-zerogpu", yaml.safe_load(SD15_ZEROGPU_COPY), DEFAULT_CONFIG.parent)
+    inherited = cfg.profile("sd15-zerogpu")
+    assert inherited == copy
+    assert (inherited.device, inherited.dtype, inherited.upscaler) == ("cuda", "float16", None)
+    assert inherited.budget.upscale_factor == 1.0 != cfg.profile("sd15").budget.upscale_factor  # replaced whole
+    assert inherited.ip_adapter == cfg.profile("sd15").ip_adapter and inherited.themes == cfg.profile("sd15").themes
+
+
+def test_extends_chains_and_refuses_unknown_parents_and_cycles(tmp_path):
+    cfg = load_config(write_config(tmp_path / "s.yaml", {
+        "a": {"base_model": "./a", "steps": 7, "ip_scale": [0.1, 0.9]},
+        "b": {"extends": "a", "steps": 9},
+        "c": {"extends": "b", "fuse_lora": False}}))
+    assert (cfg.profile("c").steps, cfg.profile("c").ip_scale, cfg.profile("c").fuse_lora) == (9, (0.1, 0.9), False)
+    assert cfg.profile("b").base_model == cfg.profile("a").base_model and cfg.profile("b").fuse_lora is True
+    with pytest.raises(ConfigError, match="profile 'b': extends 'nope', which is not a profile"):
+        load_config(write_config(tmp_path / "s.yaml", {"b": {"extends": "nope", "base_model": "./b"}}))
+    with pytest.raises(ConfigError, match="cycle: a -> b -> a"):
+        load_config(write_config(tmp_path / "s.yaml", {"a": {"extends": "b", "base_model": "./a"},
+                                                        "b": {"extends": "a"}}))
+    with pytest.raises(ConfigError, match="profile 'b': unknown key 'stesp'"):  # inherited keys are checked too
+        load_config(write_config(tmp_path / "s.yaml", {"a": {"base_model": "./a"}, "b": {"extends": "a",
+                                                                                           "stesp": 3}}))
 
 
 # ---- availability ------------------------------------------------------------------------------------------------

@@ -36,9 +36,9 @@ def identity_dir(tmp_path_factory):
 @pytest.fixture
 def make_studio(studio, tiny_engine, identity_dir):
     """Studios over the same store and engine; band=None: no likeness entry at all."""
-    def make(band=(0.0, 1.0), store: Store | None = None, **extra) -> Studio:
+    def make(band=(0.0, 1.0), store: Store | None = None, **fields) -> Studio:
         likeness = LikenessConfig("identity", str(identity_dir), band, 3) if band != "none" else None
-        profile = dataclasses.replace(studio.profile, likeness=likeness, extra={**studio.profile.extra, **extra})
+        profile = dataclasses.replace(studio.profile, likeness=likeness, **fields)
         return Studio(studio.config, profile, store or studio.store, engine_factory=lambda p: tiny_engine)
 
     return make
