@@ -233,8 +233,7 @@ def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None =
                             max_attempts=max_attempts or (lk.max_attempts if lk else 1))
     if lk is not None and lk.instrument == "identity":   # score with the instruments this eval measures with
         lk = dataclasses.replace(lk, path=str(inst_dir))
-    no_sheet = {**profile.extra, refsheet.SWITCH: False}
-    out = {"plain": dataclasses.replace(profile, likeness=None, extra=no_sheet)}
+    out = {"plain": dataclasses.replace(profile, likeness=None, reference_sheet=False)}
     if refsheet.enabled(profile):
         # the band still picks the views that condition selfies; one render per selfie
         one = dataclasses.replace(lk, max_attempts=1) if lk is not None else None
@@ -243,7 +242,7 @@ def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None =
         out["retries"] = dataclasses.replace(profile, likeness=lk)
     if profile.ip_adapter is not None:
         # a profile whose likeness range is [0, 0]: IP-Adapter scale 0, no sheet, no retries
-        out["no_ip_adapter"] = dataclasses.replace(out["plain"], extra={**no_sheet, "ip_scale": [0.0, 0.0]})
+        out["no_ip_adapter"] = dataclasses.replace(out["plain"], ip_scale=(0.0, 0.0))
     return out
 
 

@@ -134,7 +134,7 @@ class Engine:
     def _make_fuser(self) -> lora_fuse.LoraFuser | None:
         """A fuser over the UNet's LoRA layers as they are now (base weights must be pristine: restore first)."""
         if (not (self.theme_adapters or self._character_adapters) or self._text_lora
-                or not self.profile.extra.get("fuse_lora", True)):
+                or not self.profile.fuse_lora):
             return None
         return lora_fuse.LoraFuser(self.pipe.unet)
 
