@@ -162,12 +162,12 @@ def test_face_instrument_reference_without_a_face(make_studio):
 
 def test_schema_upgrade_keeps_old_selfies_as_not_measured(tmp_path):
     """A database from before likeness states (migration 1 only) upgrades in place; old rows read as NULL."""
-    import customizer.store as store_mod
+    import customizer.store.migrations as migrations
 
-    first = store_mod.MIGRATIONS[:1]
-    old, gc = store_mod.MIGRATIONS, store_mod.Store.gc
-    store_mod.MIGRATIONS = first
-    store_mod.Store.gc = lambda self: []  # today's gc asks about tables the old schema lacks (sheet_views)
+    first = migrations.MIGRATIONS[:1]
+    old, gc = migrations.MIGRATIONS, Store.gc
+    migrations.MIGRATIONS = first
+    Store.gc = lambda self: []  # today's gc asks about tables the old schema lacks (sheet_views)
     try:
         s = Store(tmp_path / "c.db", tmp_path / "data")
         c = s.create_character("Old", {"a": 1})
@@ -182,7 +182,7 @@ def test_schema_upgrade_keeps_old_selfies_as_not_measured(tmp_path):
                          "('s1', ?, ?, ?, 2, 'm', 'selfie', '{}', '{}', 0.4, 1, '2020-01-01T00:00:00+00:00')",
                          [c["id"], ref["id"], ref["image_sha256"]])
     finally:
-        store_mod.MIGRATIONS, store_mod.Store.gc = old, gc
+        migrations.MIGRATIONS, Store.gc = old, gc
     s = Store(tmp_path / "c.db", tmp_path / "data")
     assert s.schema_version == len(old)
     selfie = s.get_character(c["id"])["selfies"][0]

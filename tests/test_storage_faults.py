@@ -24,7 +24,8 @@ import pytest
 import sqlite_utils
 from PIL import Image
 
-import customizer.store as store_mod
+import customizer.store.blobs as blobs
+import customizer.store.errors as store_errors
 from customizer.errors import CustomizerError, StorageError
 from customizer.store import Store
 
@@ -130,7 +131,8 @@ class _FailingWriter:
 
 @contextlib.contextmanager
 def file_writes_fail(monkeypatch, err: int, at_open: bool = False):
-    """store.py's `open` (its only file write: _write_atomic) fails with errno err, at open or mid-write."""
+    """store/blobs.py's `open` (the store's only file write: write_atomic) fails with errno err, at open or
+    mid-write."""
     def fake_open(path, mode="r", *args, **kwargs):
         if "w" not in mode:
             return builtins.open(path, mode, *args, **kwargs)
@@ -139,7 +141,7 @@ def file_writes_fail(monkeypatch, err: int, at_open: bool = False):
         return _FailingWriter(path, err)
 
     with monkeypatch.context() as m:
-        m.setattr(store_mod, "open", fake_open, raising=False)
+        m.setattr(blobs, "open", fake_open, raising=False)
         yield
 
 
@@ -277,7 +279,7 @@ def test_the_ui_shows_storage_errors_as_messages():
 
     @friendly
     def handler():
-        raise store_mod._full("save the image")
+        raise store_errors.full("save the image")
 
     with pytest.raises(gr.Error, match="storage is full: could not save the image; free some disk space"):
         handler()

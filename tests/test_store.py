@@ -1,6 +1,7 @@
 """Store: real SQLite files and real PNGs under tmp_path."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import customizer.store as store_mod
+import customizer.store.blobs as blobs
+import customizer.store.migrations as migrations
 from customizer.errors import NotFound, SpecError, StateError
 from customizer.store import RECIPE_CHUNK, Store
 
@@ -57,8 +59,8 @@ def test_migrations_create_schema_and_are_idempotent(tmp_path):
     s = open_store(tmp_path)
     tables = set(s.db.table_names())
     assert {"migrations", "characters", "images", "candidates", "refs", "reference_embeddings", "selfies"} <= tables
-    n = len(store_mod.MIGRATIONS)
-    assert s.schema_version == n == max(number for number, _ in store_mod.MIGRATIONS)
+    n = len(migrations.MIGRATIONS)
+    assert s.schema_version == n == max(number for number, _ in migrations.MIGRATIONS)
     c = s.create_character("Keep", {"a": 1})
     s.close()
     s = open_store(tmp_path)  # second open: nothing re-applied, data intact
@@ -76,8 +78,8 @@ def test_new_migration_is_applied_exactly_once(tmp_path, monkeypatch):
         calls.append(1)
         db.execute("ALTER TABLE characters ADD COLUMN note TEXT")
 
-    nxt = len(store_mod.MIGRATIONS) + 1
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, (nxt, m2)])
+    nxt = len(migrations.MIGRATIONS) + 1
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (nxt, m2)])
     for _ in range(2):
         s = open_store(tmp_path)
         assert s.schema_version == nxt
@@ -88,7 +90,7 @@ def test_new_migration_is_applied_exactly_once(tmp_path, monkeypatch):
 
 def test_newer_schema_is_refused(tmp_path, monkeypatch):
     open_store(tmp_path).close()
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, (len(store_mod.MIGRATIONS) + 1,
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (len(migrations.MIGRATIONS) + 1,
                                                                           lambda db: None)])
     open_store(tmp_path).close()
     monkeypatch.undo()
@@ -227,6 +229,51 @@ def test_selfies_need_a_locked_reference(store):
         store.add_selfie(c["id"], img("black"), recipe(4, "selfie"), {})
 
 
+
+def statements(store: Store, call) -> list[str]:
+    """The queries `call()` runs on the store's connection (transaction and savepoint statements left out)."""
+    seen: list[str] = []
+    store.db.conn.set_trace_callback(seen.append)
+    try:
+        call()
+    finally:
+        store.db.conn.set_trace_callback(None)
+    return [q for q in seen if q.split()[0].upper() in ("SELECT", "WITH")]
+
+
+def test_list_characters_costs_the_same_queries_for_any_number_of_characters(store):
+    """1 + 3N queries before (each summary asked for its reference, its newest candidate and its selfie count)."""
+    def add(name: str, shade: int, locked: bool, selfies: int) -> None:
+        c = store.create_character(name, {"n": shade})
+        ks = [store.add_candidate(c["id"], img((shade, i, 0)), recipe(shade * 10 + i)) for i in range(2)]
+        if locked:
+            store.lock(c["id"], ks[0]["id"])
+            for i in range(selfies):
+                store.add_selfie(c["id"], img((shade, 9, i)), recipe(shade * 10 + 5 + i, "selfie"), {"scene": "x"})
+
+    add("One", 1, True, 2)
+    one = statements(store, store.list_characters)
+    for shade in range(2, 7):
+        add(f"C{shade}", shade, shade % 2 == 0, shade % 3)
+    six = statements(store, store.list_characters)
+    assert len(six) == len(one) == 1, six
+
+    # the batched summaries say what each character's own rows say
+    listed = store.list_characters()
+    assert [c["name"] for c in listed] == ["C6", "C5", "C4", "C3", "C2", "One"]
+    for summary in listed:
+        full = store.get_character(summary["id"])
+        newest = full["candidates"][-1]
+        assert summary["n_selfies"] == len(full["selfies"])
+        assert summary["reference_sha256"] == (full["reference"] or {}).get("image_sha256")
+        assert summary["thumbnail"] == (full["reference"] or newest)["path"]
+        assert {k: full[k] for k in summary} == summary
+    assert [s.to_dict() for s in store.summaries()] == listed and all(
+        dataclasses.is_dataclass(s) for s in store.summaries())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        store.summaries()[0].name = "changed"
+
+
 # ---------------------------------------------------------------- files
 
 def test_png_is_named_by_its_sha256_and_carries_the_recipe(store):
@@ -336,7 +383,7 @@ def test_file_being_written_survives_concurrent_delete_and_gc(store, monkeypatch
     a, b = store.create_character("A", {}), store.create_character("B", {})
     shared, r = img("olive"), recipe(5)
     store.add_candidate(a["id"], shared, r)
-    real_write = Store._write_atomic
+    real_write = blobs.write_atomic
 
     def write_then_interfere(path, data):
         real_write(path, data)
@@ -345,7 +392,7 @@ def test_file_being_written_survives_concurrent_delete_and_gc(store, monkeypatch
         store.delete_character(a["id"])
         assert store.gc() == []
 
-    monkeypatch.setattr(Store, "_write_atomic", staticmethod(write_then_interfere))
+    monkeypatch.setattr(blobs, "write_atomic", write_then_interfere)
     k = store.add_candidate(b["id"], shared, r)
     assert Path(k["path"]).is_file()
     assert_clean(store)
