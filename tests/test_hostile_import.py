@@ -20,11 +20,11 @@ from PIL import Image
 from customizer.errors import ImportRefused
 from customizer.service import Studio
 from customizer.store import Store
+from db_tables import table_counts
 
 OWNER = "token:owner"
 SPEC = {"hair_colour": "red", "eye_colour": "green", "age": 34, "theme": "fantasy", "theme_strength": 0.6,
         "extra": "freckles"}
-TABLES = ("characters", "candidates", "refs", "selfies", "images", "reference_embeddings")
 
 
 def png(color, size=16) -> bytes:
@@ -67,7 +67,7 @@ def export(studio) -> bytes:
 def state(studio) -> dict:
     """Everything an import could touch: row counts, character rows, and the files under the data folder."""
     with closing(sqlite3.connect(f"file:{studio.store.db_path}?mode=ro", uri=True)) as conn:
-        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+        counts = table_counts(conn)  # every table, from sqlite_master
         rows = conn.execute("SELECT * FROM characters ORDER BY id").fetchall()
     root = studio.store.data_dir
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())

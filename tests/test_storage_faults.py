@@ -28,6 +28,7 @@ import customizer.store.blobs as blobs
 import customizer.store.errors as store_errors
 from customizer.errors import CustomizerError, StorageError
 from customizer.store import Store
+from db_tables import table_counts
 
 SPEC = {"hair_colour": "red", "eye_colour": "green", "age": 34}
 SHOT = {"scene": "beach", "framing": "close-up"}
@@ -69,8 +70,7 @@ def locked(studio) -> str:
 
 def snapshot(studio) -> dict:
     with studio.store._read() as db:
-        counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("characters", "candidates", "refs", "selfies", "images", "reference_embeddings")}
+        counts = table_counts(db.conn)  # every table, from sqlite_master
     return {"characters": studio.list_characters(), "counts": counts,
             "files": sorted(str(p.relative_to(studio.store.data_dir)) for p in studio.store.data_dir.rglob("*")
                             if p.is_file())}
