@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from customizer.service import Studio
     from customizer.store import Store
-    from customizer.ui import CSS, build_demo
+    from customizer.ui import build_demo, css_for
 
     try:
         store = Store(config.db_path, config.data_dir)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from customizer.api_guard import ApiGuard
 
-    demo.launch(server_name=args.host, server_port=args.port, css=CSS, auth=auth,
+    demo.launch(server_name=args.host, server_port=args.port, css=css_for(studio), auth=auth,
                 allowed_paths=[str(config.data_dir / "images")],
                 blocked_paths=[str(config.db_path), str(config.data_dir / "embeddings"),
                                str(config.data_dir / "loras")],

@@ -1,7 +1,9 @@
 """ASGI middleware in front of gradio's HTTP API: the malformed calls gradio itself answers with a 500 and a
 traceback in the log (an unknown endpoint, an unknown fn_index), with `{"error": null}` (empty `data`), or with a
 crash after the response started (the result stream of an event that does not exist) get a clear 4xx JSON error
-instead, before gradio sees them. Well-formed calls pass through untouched.
+instead, before gradio sees them. Well-formed calls pass through untouched, except that a named call leaving
+parameters with a default off the end of "data" gets those defaults (as gradio_client fills them in; the v1 form
+of the typed API is one request object as the only value: customizer/ui/api.py).
 
 Checked routes (under /gradio_api): POST call/<name>, call/v2/<name>, run/<name>, api/<name> (by name, or by
 fn_index for the page's own unqueued events: run/predict); GET call/<name>/<event_id>; POST queue/join. The JSON body answers: {"error": "...", "detail": "..."} (gradio's own
@@ -65,6 +67,12 @@ class ApiGuard:
         status, problem = (self._check_named(m.group(1), m.group(2), body) if m else self._check_join(body))
         if problem:
             return await _answer(send, status, problem)
+        if m and m.group(1) in ("call", "run", "api"):
+            filled = self._with_defaults(m.group(1), m.group(2), body)
+            if filled is not body:
+                body = filled
+                scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", []) if k != b"content-length"]
+                         + [(b"content-length", str(len(body)).encode())]}
         if m and m.group(1) in ("run", "api"):
             # the unqueued route answers an app's own refusal (a gr.Error with its message) with a 500: a 400 it is
             send = _app_errors_as_400(send)
@@ -96,14 +104,34 @@ class ApiGuard:
             return 200, None
         if not isinstance(doc, dict) or "data" not in doc:
             return 400, ('the request body must be a JSON object {"data": [...]} with one value per input of the '
-                         f"endpoint ({len(fn.inputs)} here; for the API endpoints: the request object)")
+                         f"endpoint ({len(fn.inputs)} here: the endpoint's parameters in order; the v1 form of the API "
+                         "endpoints: one request object)")
         data = doc["data"]
         if not isinstance(data, list):
             return 400, '"data" must be a list with one value per input of the endpoint'
-        if len(data) < len(fn.inputs):
+        if len(data) < len(fn.inputs) and _defaults(fn, len(data)) is None:
+            names = [p[0] for p in _params(fn)]
             return 400, (f'"data" has {len(data)} value(s) but {name!r} takes {len(fn.inputs)}'
-                         + ('; send {"data": [{...your request...}]}' if len(fn.inputs) == 1 else ""))
+                         + (f" ({', '.join(names)}; the ones with a default may be left off the end)"
+                            if len(names) == len(fn.inputs) else ""))
         return 200, None
+
+    def _with_defaults(self, route: str, name: str, body: bytes) -> bytes:
+        """A named call that leaves parameters with a default off the end of "data" (a raw-HTTP client of the
+        typed API, or the v1 form: one request object) gets those defaults, as gradio_client fills them in."""
+        fn = self._by_name(name)
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            return body
+        if fn is None or not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+            return body
+        if route in ("run", "api") and "fn_index" in doc:
+            return body  # the page's own events by index (checked by _check_join), not this named endpoint
+        missing = _defaults(fn, len(doc["data"]))
+        if not missing:
+            return body
+        return json.dumps({**doc, "data": doc["data"] + missing}).encode()
 
     def _check_join(self, body: bytes) -> tuple[int, str | None]:
         try:
@@ -164,15 +192,36 @@ _ACCEPTS: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _required_params(fn) -> list[str]:
-    """The endpoint's parameters without a default, named as gradio names them (the handler's arguments)."""
+def _params(fn) -> list[tuple]:
+    """The endpoint's parameters (name, has_default, default, type), as gradio names them (the handler's
+    arguments, one per input); [] when that cannot be told."""
     try:
         from gradio.utils import get_function_params
 
-        params = get_function_params(fn.fn)[:len(fn.inputs)]
+        return list(get_function_params(fn.fn)[:len(fn.inputs)])
     except Exception:  # noqa: BLE001 - cannot tell: let gradio answer
         return []
-    return [name for name, has_default, *_ in params if not has_default]
+
+
+def _required_params(fn) -> list[str]:
+    """The endpoint's parameters without a default."""
+    return [name for name, has_default, *_ in _params(fn) if not has_default]
+
+
+def _defaults(fn, given: int) -> list | None:
+    """The defaults of the parameters after the first `given` ones, or None when one of them has none (or the
+    parameters cannot be told apart: the page's own events take *args)."""
+    if getattr(fn, "api_visibility", "public") != "public":
+        return None
+    params = _params(fn)
+    if len(params) != len(fn.inputs) or given > len(params) or not all(p[1] for p in params[given:]):
+        return None
+    defaults = [p[2] for p in params[given:]]
+    try:
+        json.dumps(defaults)
+    except (TypeError, ValueError):
+        return None
+    return defaults
 
 
 _TOO_LARGE = object()

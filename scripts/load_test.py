@@ -526,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run the light users alone and beside one heavy user (phase 2b)")
     ap.add_argument("--light-users", type=int, default=None, help="light users in the fairness phase "
                                                                     "(default: --users)")
-    ap.add_argument("--render-workers", type=int, default=16, help="RENDER_WORKERS of customizer/ui.py (report)")
+    ap.add_argument("--render-workers", type=int, default=16,
+                    help="RENDER_WORKERS of customizer/ui/common.py (report)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, help="keep everything here (default: a temp dir, removed afterwards)")
     ap.add_argument("--json", type=Path, help="write the report here too")

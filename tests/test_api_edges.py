@@ -71,7 +71,7 @@ BAD = [
     ("POST", "call/list_characters", {"content": b'{"data": 5}'}, 400, "must be a list"),
     ("POST", "call/list_characters", {"content": b'{"data": ' + b"[" * 5000 + b"]" * 5000 + b"}"}, 400,
      "not valid JSON"),
-    ("POST", "call/v2/list_characters", {"json": {}}, 400, "missing parameter(s) req"),
+    ("POST", "call/v2/list_characters", {"json": {}}, 400, "missing parameter(s) token"),
     ("POST", "queue/join", {"json": {"data": [{}], "fn_index": 99999, "session_hash": "x"}}, 404, "fn_index"),
     ("POST", "queue/join", {"json": {"data": [], "fn_index": 0, "session_hash": "x"}}, 400, "takes"),
     ("POST", "queue/join", {"json": {"data": [{}], "fn_index": "0", "session_hash": "x"}}, 404, "fn_index"),
@@ -95,7 +95,8 @@ def test_malformed_calls_get_a_clear_4xx(served, method, route, body, status, sa
 
 def test_empty_request_object_and_null_are_clear_errors_not_null(served):
     _, url, _ = served
-    for req, says in (({}, "token: is missing"), (None, "must be a JSON object"), ([], "must be a JSON object")):
+    # {} and [] are the v1 form (one request object); null is the typed form's token, left out
+    for req, says in (({}, "token: is missing"), (None, "token: is missing"), ([], "must be a JSON object")):
         kind, data = call(url, "list_characters", req)
         assert kind == "error" and isinstance(data, dict) and data["error"] and says in data["error"], data
 

@@ -96,14 +96,18 @@ class World:
         return text
 
     # ---- the check every fuzzed request goes through ---------------------------------------------------
-    def probe(self, api_name: str, req) -> tuple[bool, object]:
-        """Send req; refused -> a clean reason and nothing changed; accepted -> the victim untouched."""
+    def probe(self, api_name: str, req, typed: bool = False) -> tuple[bool, object]:
+        """Send req (typed: its fields as named parameters); refused -> a clean reason and nothing changed;
+        accepted -> the victim untouched."""
         from gradio_client.exceptions import AppError
 
         before = self.db_state()
         self.new_log()
         try:
-            result = self.raw.predict(req, api_name=f"/{api_name}")
+            if typed:
+                result = self.raw.client.predict(**req, api_name=f"/{api_name}")
+            else:
+                result = self.raw.predict(req, api_name=f"/{api_name}")
             accepted = True
         except AppError as e:
             result, accepted = str(e), False
@@ -400,8 +404,10 @@ def test_fuzz_character_lora(world, data):
 ENDPOINTS = ["design_candidates", "lock", "selfie", "expression_pack", "get_pack", "list_characters",
              "get_character", "rename", "delete", "accept_selfie", "character_lora_start", "character_lora_status",
              "character_lora_cancel"]
-NOT_OBJECTS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-                        text, st.lists(junk, max_size=4))
+# The first value of a call is the typed form's token (text or null) or the v1 form's request object: anything
+# else there is a v1 request that is not an object.
+NOT_OBJECTS = st.one_of(st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                        st.lists(junk, max_size=4))
 
 
 @settings(FUZZ, max_examples=14)
@@ -409,6 +415,44 @@ NOT_OBJECTS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow
 def test_requests_that_are_not_objects(world, api, req):
     accepted, message = world.probe(api, req)
     assert not accepted and "JSON object" in message
+
+
+@settings(FUZZ, max_examples=14)
+@given(api=st.sampled_from(ENDPOINTS), token=st.one_of(st.none(), text))
+def test_a_bare_token_of_any_text(world, api, token):
+    """Null or text alone is the typed form with every other parameter left out: refused for the token (or, with
+    a well-formed token, for the first required field), except list_characters, which lists that token's own
+    (no) characters, and design_candidates without a token, which makes a default character for a new one."""
+    accepted, result = world.probe(api, token)
+    if accepted and api == "design_candidates":
+        assert not token and result[0]["token"] and len(result[0]["candidates"]) == 1, (token, result)
+    elif accepted:
+        assert api == "list_characters" and result[0] == [], (api, token, result)
+    else:
+        assert result.startswith(("token: ", "character_id: is missing", "selfie_id: is missing",
+                                  "job_id: is missing", "pack_id: is missing")), result
+
+
+# The typed form: the same fields as named parameters (fields the endpoint does not have are left out).
+TYPED = {"design_candidates": lambda w: request(spec=spec_strategy(), seed=seeds(), n=counts(),
+                                                advanced=advanced_strategy(), character_id=ids(w, "own_draft"),
+                                                name=field(st.sampled_from(["Zoë", "🦊"]), "x" * 81, "a\x00b")),
+         "selfie": lambda w: request(character_id=ids(w, "own_locked", "own_draft"), selfie=selfie_strategy(),
+                                     seed=seeds(), count=counts(), advanced=advanced_strategy()),
+         "rename": lambda w: request(character_id=ids(w, "own_draft"), name=field(st.just("Zoë"), "x" * 81, "  ")),
+         "get_pack": lambda w: request(character_id=ids(w, "own_locked"), pack_id=ids(w, "own_pack")),
+         "accept_selfie": lambda w: request(selfie_id=ids(w, "own_selfie"),
+                                            accepted=field(st.booleans(), "yes", 1, 0))}
+
+
+@settings(FUZZ, max_examples=30)
+@given(data=st.data())
+def test_fuzz_typed_parameters(world, data):
+    """The same hostile values as named parameters: the same checks, the same guarantees (world.probe)."""
+    api = data.draw(st.sampled_from(sorted(TYPED)))
+    req = data.draw(TYPED[api](world))
+    req.pop("unexpected_field", None)
+    world.probe(api, req, typed=True)
 
 
 # ---------------------------------------------------------------- what gradio_client cannot send
