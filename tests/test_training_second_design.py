@@ -282,3 +282,42 @@ def test_vae_stop_at_ends_early_on_the_full_schedule_and_the_runner_counts_it_do
     # the learning rate of step 2 is the 6-step cosine's, not a 2-step one's
     assert lrs[-1] == pytest.approx(common.lr_at(1, 5e-4, 0, 6), rel=1e-3) != common.lr_at(1, 5e-4, 0, 2)
     assert target_step(["--steps", "6", "--stop-at", "2"]) == 2 and target_step(["--steps", "6"]) == 6
+
+
+def test_v_prediction_target_is_diffusers_velocity_and_its_min_snr_weighs_x0_alike():
+    from diffusers import DDPMScheduler
+
+    from customizer.engine import diffusion_step
+
+    ddpm = train_base.noise_scheduler("v_prediction")
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(4, 8, 4, 4, generator=g), torch.randn(4, 8, 4, 4, generator=g)
+    t = torch.tensor([0, 300, 700, 999])
+    b = diffusion_step.Batch(noisy=ddpm.add_noise(x0, noise, t), noise=noise, timesteps=t, ids=torch.zeros(4, 1),
+                             latents=x0)
+    v = diffusion_step.target(b, ddpm.alphas_cumprod, "v_prediction")
+    assert torch.allclose(v, DDPMScheduler.get_velocity(ddpm, x0, noise, t), atol=1e-5)
+    assert torch.equal(diffusion_step.target(b, ddpm.alphas_cumprod, "epsilon"), noise)
+    # an x0 error d is an epsilon error sqrt(a/(1-a)) d and a v error d/sqrt(1-a): the weights price the same x0
+    # error alike, w_eps * a/(1-a) == w_v / (1-a), i.e. w_v == w_eps * a
+    a = ddpm.alphas_cumprod[t]
+    w_eps = diffusion_step.min_snr_weights(ddpm.alphas_cumprod, t, 5.0)
+    w_v = diffusion_step.min_snr_weights(ddpm.alphas_cumprod, t, 5.0, v_prediction=True)
+    assert torch.allclose(w_v, w_eps * a, rtol=1e-4) and not torch.allclose(w_v, w_eps)
+    with pytest.raises(ValueError, match="unknown prediction type"):
+        diffusion_step.target(b, ddpm.alphas_cumprod, "sample")
+
+
+def test_base_saves_its_prediction_type_and_resumes_only_with_it(latents, vae_dir, text_encoder_run, runs):
+    from diffusers import StableDiffusionPipeline
+
+    out = runs / "base-v"
+    args = ["--latents", str(latents), "--vae", str(vae_dir), "--out", str(out), "--steps", "2", *FAST,
+            "--sample-prompts", "1", "--sample-every", "100", "--no-ip-adapter", "--text-encoder",
+            str(text_encoder_run)]
+    assert train_base.main([*args, "--prediction-type", "v_prediction", "--stop-at", "1"]) == 0
+    with pytest.raises(SystemExit, match="prediction-type v_prediction"):
+        train_base.main([*args, "--resume"])
+    assert train_base.main([*args, "--resume", "--prediction-type", "v_prediction"]) == 0
+    pipe = StableDiffusionPipeline.from_pretrained(out / "pipeline", safety_checker=None, requires_safety_checker=False)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"

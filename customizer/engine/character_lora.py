@@ -165,21 +165,10 @@ def add_lora(unet, settings: dict[str, Any], seed: int) -> list[torch.nn.Paramet
     return params
 
 
-def _weights(alphas: torch.Tensor, timesteps: torch.Tensor, gamma: float, v_prediction: bool) -> torch.Tensor:
-    """min-SNR-gamma loss weights: diffusion_step.min_snr_weights for epsilon, divided by (SNR+1) for v."""
-    from .diffusion_step import min_snr_weights
-
-    w = min_snr_weights(alphas, timesteps, gamma)
-    if v_prediction:
-        a = alphas.to(timesteps.device)[timesteps]
-        snr = a / (1 - a)
-        w = w * snr / (snr + 1)
-    return w
-
-
 def train_step(pipe, noise_sched, x: Inputs, settings: dict[str, Any], seed: int, step: int,
                device: str) -> torch.Tensor:
     """The loss of one batch; all randomness from (seed, step) in a fixed order."""
+    from .diffusion_step import min_snr_weights
     from .ip_adapter import gated
 
     g = step_generator(seed, step)
@@ -206,7 +195,7 @@ def train_step(pipe, noise_sched, x: Inputs, settings: dict[str, Any], seed: int
     per = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
     gamma = float(settings["snr_gamma"])
     if gamma > 0:
-        per = per * _weights(noise_sched.alphas_cumprod, t, gamma, v_pred).to(device)
+        per = per * min_snr_weights(noise_sched.alphas_cumprod, t, gamma, v_pred).to(device)
     return per.mean()
 
 

@@ -82,6 +82,7 @@ class Batch:
     ref_pixels: torch.Tensor | None = None
     states: torch.Tensor | None = None        # precomputed text states (instead of running the text encoder)
     ref_embeds: torch.Tensor | None = None    # precomputed reference embeddings (instead of the image encoder)
+    latents: torch.Tensor | None = None       # the clean latents (x0), for targets other than the noise
 
 
 def parse_shares(text: str) -> tuple[float, float, float]:
@@ -126,7 +127,7 @@ def draw(corpus: Corpus, g: torch.Generator, batch: int, conditioning: Condition
     a = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
     noisy = a.sqrt() * lat + (1 - a).sqrt() * noise             # = DDPMScheduler.add_noise, in fp32
     return Batch(noisy.to(device), noise.to(device), timesteps.to(device), ids.to(device), cond, ref_pixels,
-                 states.to(device) if states is not None else None, ref_embeds)
+                 states.to(device) if states is not None else None, ref_embeds, lat.to(device))
 
 
 def predict(unet, text_encoder, image_encoder, b: Batch, device) -> torch.Tensor:
@@ -143,15 +144,30 @@ def predict(unet, text_encoder, image_encoder, b: Batch, device) -> torch.Tensor
         return unet(b.noisy, b.timesteps, hidden, added_cond_kwargs={"image_embeds": [emb]}).sample
 
 
-def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-gamma loss weights for epsilon prediction: min(SNR, gamma) / SNR (Hang et al. 2023)."""
+def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float,
+                    v_prediction: bool = False) -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023): min(SNR, gamma) / SNR for epsilon prediction,
+    min(SNR, gamma) / (SNR + 1) for v prediction (the same weighting of the x0 error)."""
     alphas = alphas_cumprod.to(timesteps.device)[timesteps]
     snr = alphas / (1 - alphas)
-    return torch.clamp(snr, max=gamma) / snr
+    return torch.clamp(snr, max=gamma) / (snr + 1 if v_prediction else snr)
 
 
-def loss(pred: torch.Tensor, b: Batch, alphas_cumprod: torch.Tensor, snr_gamma: float) -> torch.Tensor:
-    per = (pred.float() - b.noise).pow(2).mean(dim=(1, 2, 3))
+def target(b: Batch, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> torch.Tensor:
+    """What the UNet learns to predict: the noise (epsilon), or v = sqrt(a) noise - sqrt(1 - a) x0 (v_prediction:
+    at high noise an error in v is an error of the same size in x0, where epsilon's is amplified by 1/sqrt(a) -
+    the step that lays out the picture)."""
+    if prediction_type == "epsilon":
+        return b.noise
+    if prediction_type != "v_prediction":
+        raise ValueError(f"unknown prediction type {prediction_type!r}")
+    a = alphas_cumprod.to(b.timesteps.device)[b.timesteps].view(-1, 1, 1, 1)
+    return a.sqrt() * b.noise - (1 - a).sqrt() * b.latents
+
+
+def loss(pred: torch.Tensor, b: Batch, alphas_cumprod: torch.Tensor, snr_gamma: float,
+         prediction_type: str = "epsilon") -> torch.Tensor:
+    per = (pred.float() - target(b, alphas_cumprod, prediction_type)).pow(2).mean(dim=(1, 2, 3))
     if snr_gamma > 0:
-        per = per * min_snr_weights(alphas_cumprod, b.timesteps, snr_gamma)
+        per = per * min_snr_weights(alphas_cumprod, b.timesteps, snr_gamma, prediction_type == "v_prediction")
     return per.mean()

@@ -43,13 +43,15 @@ SAMPLE_STEPS = 12
 SAMPLE_GUIDANCE = 5.0
 
 
-def noise_scheduler():
-    """The training schedule; saved as the pipeline's scheduler config (the app's samplers are built from it).
-    Trailing spacing makes few-step samplers start at t=999 (pure noise), which a from-scratch model needs."""
+def noise_scheduler(prediction_type: str = "epsilon"):
+    """The training schedule; saved as the pipeline's scheduler config (the app's samplers are built from it, so they
+    read the prediction type from it). Trailing spacing makes few-step samplers start at t=999 (pure noise), which a
+    from-scratch model needs."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                         prediction_type="epsilon", clip_sample=False, timestep_spacing="trailing", steps_offset=1)
+                         prediction_type=prediction_type, clip_sample=False, timestep_spacing="trailing",
+                         steps_offset=1)
 
 
 def app_negative() -> str:
@@ -190,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--negative-dropout-share", type=float, default=0.5,
                     help="share of dropped captions that become the app's negative prompt instead of \"\"")
     ap.add_argument("--snr-gamma", type=float, default=5.0, help="min-SNR weighting gamma (0: plain MSE)")
+    ap.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default="epsilon",
+                    help="what the UNet predicts (diffusion_step.target); saved in the pipeline's scheduler config")
     ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the UNet weights (0: no EMA)")
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--sample-prompts", type=int, default=8, help="prompts in the sample grid")
@@ -280,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                                      else {}))
     tokenizer = CLIPTokenizer.from_pretrained(args.text_encoder / "tokenizer" if args.text_encoder is not None
                                               else write_clip_tokenizer(out / "tokenizer"))
-    ddpm = noise_scheduler()
+    ddpm = noise_scheduler(args.prediction_type)
 
     def tokenize(texts: list[str]) -> torch.Tensor:
         return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
@@ -301,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     step, seconds = 0, 0.0
     if state is not None:
         step, seconds = common.resume_point(state, args.geometry, args, log)
+        made_with = state.get("args", {}).get("prediction_type", "epsilon")
+        if made_with != args.prediction_type:
+            raise SystemExit(f"{out} was trained with --prediction-type {made_with}: resume it the same way")
         if bool(state.get("ip_adapter", False)) != use_ip:
             raise SystemExit(f"{out} was trained {'with' if state.get('ip_adapter') else 'without'} the IP-Adapter: "
                              "resume it the same way")
@@ -326,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                           "image_encoder": n_img},
                   fp16_mb=round(2 * (n_unet + n_te + n_vae + n_img) / 1e6, 2), batch=args.batch, steps=args.steps,
                   lr=args.lr, warmup=warmup, ema=args.ema, snr_gamma=args.snr_gamma,
+                  prediction_type=args.prediction_type,
                   caption_dropout=args.caption_dropout, ip_states=list(ip_shares) if use_ip else None,
                   frozen_text_encoder=str(args.text_encoder) if args.text_encoder else None,
                   frozen_image_encoder=str(args.image_encoder) if args.image_encoder else None,
@@ -388,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             group["lr"] = lr
         with dev.autocast():
             pred = diffusion_step.predict(unet, text_encoder, image_encoder, b, dev.device)
-        loss = diffusion_step.loss(pred, b, alphas, args.snr_gamma)
+        loss = diffusion_step.loss(pred, b, alphas, args.snr_gamma, args.prediction_type)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_([p for grp in params for p in grp["params"]], args.grad_clip)

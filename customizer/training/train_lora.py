@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         for group in opt.param_groups:
             group["lr"] = lr
         with dev.autocast():
-            value = loss(predict(unet, text_encoder, image_encoder, b, dev.device), b, alphas, args.snr_gamma)
+            value = loss(predict(unet, text_encoder, image_encoder, b, dev.device), b, alphas, args.snr_gamma,
+                         ddpm.config.prediction_type)   # the base's (its scheduler config)
         opt.zero_grad(set_to_none=True)
         value.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
