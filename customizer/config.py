@@ -67,15 +67,9 @@ def _likeness(raw: Any, base: Path) -> LikenessConfig | None:
                           max_attempts=attempts)
 
 
-# Profile fields that older code set through `Profile.extra` (a free mapping until every key got a typed field);
-# their defaults, for the read-only `extra` view below.
-LEGACY_EXTRA: dict[str, Any] = {"ip_scale": (0.0, 1.0), "fuse_lora": True, "reference_sheet": True,
-                                "character_lora": {}}
-
-
-class LegacyExtra(dict):
-    """Profile.extra as it reads now: the LEGACY_EXTRA fields whose value is not their default (so a profile that
-    sets none of them reads {}). Derived from the typed fields; a Profile rebuilds it and never reads it back."""
+# The defaults of the fields that were keys of a free `Profile.extra` mapping before every key got a typed field.
+EXTENSION_DEFAULTS: dict[str, Any] = {"ip_scale": (0.0, 1.0), "fuse_lora": True, "reference_sheet": True,
+                                      "character_lora": {}}
 
 
 @dataclass(frozen=True)
@@ -104,32 +98,22 @@ class Profile:
     fuse_lora: bool = True  # fuse theme/character LoRAs into the UNet weights (engine/lora_fuse.py)
     reference_sheet: bool = True  # render the reference sheet at lock (customizer/refsheet.py)
     character_lora: dict[str, Any] = field(default_factory=dict)  # training overrides (customizer/charlora.py)
-    # Deprecated, read-only: a LegacyExtra view of the four fields above. A plain mapping given here (the old
-    # `dataclasses.replace(profile, extra={...})`) sets those fields, checked; any other key is refused. Kept until
-    # engine/pipeline.py and eval.py read and replace the typed fields.
-    extra: dict[str, Any] = field(default_factory=LegacyExtra, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        given = self.extra
-        if not isinstance(given, LegacyExtra):
-            unknown = sorted(set(given) - set(LEGACY_EXTRA), key=str)
-            if unknown:
-                raise ConfigError(f"profile {self.name!r}: unknown key {unknown[0]!r}")
-            for key, value in given.items():
-                object.__setattr__(self, key, value)
-        checked = _extension_fields(self.name, {k: getattr(self, k) for k in LEGACY_EXTRA})
-        for key, value in checked.items():
+        """The four fields above are checked here too, so a Profile built in code (dataclasses.replace) is held to
+        what the config file is held to."""
+        for key, value in _extension_fields(self.name, {k: getattr(self, k) for k in EXTENSION_DEFAULTS}).items():
             object.__setattr__(self, key, value)
-        object.__setattr__(self, "extra", LegacyExtra({k: v for k, v in checked.items() if v != LEGACY_EXTRA[k]}))
 
 
 def _extension_fields(name: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """The checked values of the LEGACY_EXTRA fields (ConfigError naming the profile and the key)."""
+    """The checked values of ip_scale, fuse_lora, reference_sheet and character_lora (a ConfigError naming the
+    profile and the key)."""
     from . import charlora  # charlora reads data files; it imports nothing of config
 
     out = {}
     try:
-        out["ip_scale"] = schema.span("ip_scale", raw.get("ip_scale", LEGACY_EXTRA["ip_scale"]), 0.0, 2.0)
+        out["ip_scale"] = schema.span("ip_scale", raw.get("ip_scale", EXTENSION_DEFAULTS["ip_scale"]), 0.0, 2.0)
         out["fuse_lora"] = schema.flag("fuse_lora", raw.get("fuse_lora", True))
         out["reference_sheet"] = schema.flag("reference_sheet", raw.get("reference_sheet", True))
     except ValueError as e:
@@ -182,7 +166,7 @@ def _resolve(base: Path, ref: str | None) -> str | None:
 
 PROFILE_KEYS = ("family", "base_model", "ip_adapter", "controlnet", "themes", "scheduler", "steps", "guidance",
                 "guidance_end", "width", "height", "device", "dtype", "upscaler", "allow_download", "likeness",
-                "budget", *LEGACY_EXTRA)
+                "budget", *EXTENSION_DEFAULTS)
 FAMILIES = ("sd15", "sdxl")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 EXTENDS = "extends"  # a profile key: start from another profile's keys, then apply this profile's own
@@ -252,7 +236,7 @@ def _profile(name: str, raw: dict[str, Any], base: Path) -> Profile:
             allow_download=schema.flag("allow_download", raw.get("allow_download", False)),
             likeness=_likeness(raw.get("likeness"), base),
             budget=_budget(raw.get("budget")),
-            extra={k: raw[k] for k in LEGACY_EXTRA if k in raw},
+            **{k: raw[k] for k in EXTENSION_DEFAULTS if k in raw},  # checked in Profile.__post_init__
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"profile {name!r} is malformed: {type(e).__name__}: {e}") from e

@@ -63,7 +63,8 @@ def test_repo_config_profiles(monkeypatch, tmp_path):
     # the bundled LoRAs were trained on captions without theme words: the adapter weight alone sets the look
     assert b.themes["vintage"].triggers == "" and b.themes["vintage"].adapter == "vintage"
     assert (b.steps, b.guidance, b.width, b.height, b.scheduler) == (8, 5.0, 128, 128, "dpmpp_2m")
-    assert b.controlnet is None and b.upscaler is None and b.extra == {}
+    assert b.controlnet is None and b.upscaler is None
+    assert (b.ip_scale, b.fuse_lora, b.reference_sheet, b.character_lora) == ((0.0, 1.0), True, True, {})
 
     s = cfg.profile("sd15")
     assert s.family == "sd15" and s.allow_download
@@ -99,8 +100,8 @@ def test_relative_paths_resolve_against_the_file(tmp_path, monkeypatch):
     assert p.controlnet.model == "owner/controlnet"  # looks like a hub id and does not exist here
     assert p.themes["fantasy"].lora == str(cfg_dir / "assets/loras/f.safetensors")
     assert p.themes["fantasy"].adapter == "fantasy" and p.themes["fantasy"].weight == 1.0
-    assert p.extra == {} and (p.ip_scale, p.fuse_lora, p.reference_sheet, p.character_lora) == ((0.0, 1.0), True,
-                                                                                                True, {})
+    assert (p.ip_scale, p.fuse_lora, p.reference_sheet, p.character_lora) == ((0.0, 1.0), True, True, {})
+    assert not hasattr(p, "extra")  # no free mapping left: a key the code does not know is refused at load
     assert cfg.db_path == cfg_dir / "db/chars.db" and cfg.data_dir == Path("/abs/data")
 
 
@@ -167,17 +168,15 @@ def test_every_profile_key_is_a_typed_field(tmp_path):
     assert p.ip_scale == (0.2, 0.8) and p.fuse_lora is False and p.reference_sheet is False
     assert p.character_lora == {"steps": 30, "lr": 1.0, "targets": ["to_q"]} and isinstance(p.character_lora["lr"],
                                                                                              float)
-    # the deprecated `extra` view shows what is not a default, and a replace through it is checked like the file
-    assert p.extra == {"ip_scale": (0.2, 0.8), "fuse_lora": False, "reference_sheet": False,
-                       "character_lora": {"steps": 30, "lr": 1.0, "targets": ["to_q"]}}
-    q = dataclasses.replace(p, extra={**p.extra, "ip_scale": [0.0, 0.0]})
-    assert q.ip_scale == (0.0, 0.0) and q.fuse_lora is False and q.extra["ip_scale"] == (0.0, 0.0)
-    r = dataclasses.replace(q, fuse_lora=True)  # the typed field wins over the copied view
-    assert r.fuse_lora is True and "fuse_lora" not in r.extra and r.ip_scale == (0.0, 0.0)
-    with pytest.raises(ConfigError, match="profile 'p': unknown key 'fuse_lroa'"):
-        dataclasses.replace(p, extra={"fuse_lroa": False})
-    with pytest.raises(ConfigError, match="reference_sheet must be true or false"):
-        dataclasses.replace(p, extra={"reference_sheet": "no"})
+    # a Profile built in code is checked like the file
+    q = dataclasses.replace(p, ip_scale=[0.0, 0.0])
+    assert q.ip_scale == (0.0, 0.0) and q.fuse_lora is False
+    with pytest.raises(ConfigError, match="profile 'p': reference_sheet must be true or false"):
+        dataclasses.replace(p, reference_sheet="no")
+    with pytest.raises(ConfigError, match="profile 'p': ip_scale must be"):
+        dataclasses.replace(p, ip_scale=(0.5,))
+    with pytest.raises(ConfigError, match="profile 'p': character_lora: unknown or fixed keys"):
+        dataclasses.replace(p, character_lora={"parallel": 2})
 
 
 @pytest.mark.parametrize("profile, key", [

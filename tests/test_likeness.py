@@ -98,7 +98,7 @@ def test_config_parses_the_likeness_entry(tmp_path):
     (tmp_path / "instr").mkdir()
     p = load_config(write(tmp_path, {"instrument": "identity", "path": "instr", "band": [0.4, 0.95],
                                      "max_attempts": 4})).profile()
-    assert p.likeness == LikenessConfig("identity", str(tmp_path / "instr"), (0.4, 0.95), 4) and p.extra == {}
+    assert p.likeness == LikenessConfig("identity", str(tmp_path / "instr"), (0.4, 0.95), 4)
     p = load_config(write(tmp_path, {"instrument": "face"})).profile()
     assert p.likeness == LikenessConfig("face", None, None, 1)
     assert load_config(write(tmp_path, None)).profile().likeness is None
