@@ -51,6 +51,13 @@ def read_auth_file(path: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def load_engine(profile):
+    """The Studio's engine factory, called on first use: torch and diffusers are imported then, not at start."""
+    from customizer.engine.pipeline import Engine
+
+    return Engine(profile)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -73,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    studio = Studio(config, profile, store, enforce_budget=True)
+    # the composition root: the Studio (no torch, no gradio) gets its engine factory from here
+    studio = Studio(config, profile, store, engine_factory=load_engine, enforce_budget=True)
     if args.preload:
         try:
             studio.engine  # noqa: B018 - load now so the first click is fast

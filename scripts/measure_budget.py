@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from customizer.budget import units
     from customizer.config import load_config
+    from customizer.engine.pipeline import Engine
     from customizer.service import Studio
     from customizer.store import Store
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     images_list = [int(x) for x in args.images.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "m.db", Path(tmp) / "data") as store:
-        studio = Studio(config, profile, store)
+        studio = Studio(config, profile, store, engine_factory=Engine)
         t0 = time.perf_counter()
         studio.design({}, seed=0, n=1)  # loads the model, warms the caches
         load = time.perf_counter() - t0

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from customizer.config import REPO_ROOT, load_config
+from customizer.engine.pipeline import Engine
 from customizer.service import Studio
 from customizer.store import Store
 
@@ -66,7 +67,7 @@ def studio(tmp_path_factory):
     config = load_config(REPO_ROOT / "spaces.yaml")
     tmp = tmp_path_factory.mktemp("bundled-store")
     store = Store(tmp / "characters.db", tmp / "data")
-    yield Studio(config, config.profile("bundled"), store)
+    yield Studio(config, config.profile("bundled"), store, engine_factory=Engine)
     store.close()
 
 
