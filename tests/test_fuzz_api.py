@@ -31,11 +31,11 @@ from hypothesis import strategies as st
 
 from apprunner import App
 from customizer.owners import owner_from
+from db_tables import table_counts
 from tiny_profiles import tiny_profile_yaml
 
 VICTIM = "victim-secret-token-0123456789"
 ATTACKER = "attacker-secret-token-987654321"
-TABLES = ("characters", "candidates", "refs", "selfies", "images", "reference_embeddings", "packs")
 FUZZ = settings(deadline=None, derandomize=False, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much, HealthCheck.large_base_example])
@@ -76,7 +76,7 @@ class World:
     # ---- state ----------------------------------------------------------------------------------------
     def db_state(self) -> dict:
         with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
-            counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+            counts = table_counts(conn)  # every table, from sqlite_master
             rows = conn.execute("SELECT id, owner, name, spec_json, status, updated_at FROM characters "
                                 "ORDER BY id").fetchall()
             refs = conn.execute("SELECT id, unlocked_at FROM refs ORDER BY id").fetchall()
