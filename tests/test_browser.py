@@ -4,6 +4,7 @@ tmp dir (and to $UI_SCREENSHOTS when set)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -48,6 +49,16 @@ def shot(page, tmp_path: Path, name: str) -> None:
         page.screenshot(path=str(out / f"{name}.png"), full_page=True)
 
 
+def assert_pictures_at_most_twice_their_size(page, where: str) -> None:
+    """A small model's pictures are shown at their own size up to twice it, not blown up to fill a panel."""
+    sizes = page.evaluate(f"() => [...document.querySelectorAll('{where} img')].filter(i => i.naturalWidth)"
+                          ".map(i => [i.naturalWidth, i.getBoundingClientRect().width, i.getBoundingClientRect()"
+                          ".height])")
+    assert sizes, f"no pictures in {where}"
+    for natural, width, height in sizes:
+        assert max(width, height) <= 2 * natural + 1, (where, natural, width, height)
+
+
 def test_design_lock_selfie_and_history_after_reload(app_factory, browser, page, tmp_path):
     _, url = app_factory()
     page.goto(url)
@@ -58,6 +69,13 @@ def test_design_lock_selfie_and_history_after_reload(app_factory, browser, page,
     page.wait_for_selector("#candidates img")
     page.wait_for_function("document.querySelector('#design-info')?.innerText.includes('Browser Bea')")
     shot(page, tmp_path, "design")
+    assert_pictures_at_most_twice_their_size(page, "#candidates")
+    # a second Generate adds to the open draft instead of starting another character
+    first_seeds = page.locator("#design-info").inner_text()
+    page.click("#generate")
+    page.wait_for_function(f"document.querySelector('#design-info')?.innerText != {first_seeds!r}")
+    page.wait_for_function("document.querySelectorAll('#candidates img').length >= 4")
+    assert "Designing draft" in page.locator("#design-draft").inner_text()
 
     # locking before picking a candidate is refused with a message, not a crash
     page.click("#lock")
@@ -66,14 +84,28 @@ def test_design_lock_selfie_and_history_after_reload(app_factory, browser, page,
     page.locator("#candidates img").first.click()
     page.click("#lock")
     page.get_by_role("tab", name="Selfie studio", selected=True).wait_for()
+    # nothing trains: no Cancel training button; the sheet's captions are whole, their details listed below
+    assert not page.locator("#cancel-lora").is_visible()
+    page.wait_for_selector("#reference-sheet img")
+    notes = page.locator("#sheet-notes").inner_text()
+    assert notes.count("likeness") >= 1 and ("conditions selfies" in notes or "left out" in notes), notes
+    cut = page.evaluate("() => [...document.querySelectorAll('#reference-sheet .caption, #reference-sheet "
+                        ".caption-label')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
+    assert cut == [], f"cut-off captions: {cut}"
+    assert_pictures_at_most_twice_their_size(page, "#reference")
     page.click("#take-selfie")
     page.wait_for_selector("#history img")
     page.get_by_text("New: seed").wait_for()
     shot(page, tmp_path, "selfie")
+    assert_pictures_at_most_twice_their_size(page, "#history")
 
     page.reload()
     page.get_by_role("tab", name="Characters").click()
+    # nothing is open yet: no empty character panel, no empty export
+    page.wait_for_selector("#overview img")
+    assert not page.locator("#character-info").is_visible() and not page.locator("#export-file").is_visible()
     page.locator("#characters-pick input").click()
+    assert page.get_by_role("option", name=re.compile("Browser Bea")).count() == 1  # one character, not a draft each
     page.get_by_role("option", name="Browser Bea (locked)").click()
     page.get_by_role("button", name="Open", exact=True).click()
     page.get_by_role("tab", name="Selfie studio", selected=True).wait_for()

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from . import design, views
-from .common import PX_CLASS, Page
+from .common import PX_CLASS, Page, grid, shown_side
 from .files import delete_with_served_copies, write_export
 from .selfie import studio_outputs
 
@@ -35,8 +35,9 @@ def layout(page: Page) -> SimpleNamespace:
         with gr.Column(scale=3):
             c.hint = gr.Markdown("Pick a character and press **Open**: it opens in the Design tab (a draft) or the "
                                  "Selfie studio (locked).", elem_id="characters-hint", elem_classes="status-line")
-            c.overview = gr.Gallery(label="Reference portraits", columns=6, height="auto", object_fit="contain",
-                                    visible=False, elem_id="overview", elem_classes=PX_CLASS)
+            side = shown_side(page.studio.profile.width, page.studio.profile.height)
+            c.overview = gr.Gallery(label="Reference portraits", object_fit="contain", visible=False,
+                                    elem_id="overview", elem_classes=PX_CLASS, **grid(side, 760, 2))
             c.info = gr.JSON(label="Character", open=False, visible=False, elem_id="character-info")
     return c
 

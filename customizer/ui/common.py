@@ -41,6 +41,14 @@ def shown_side(width: int, height: int) -> int:
     return min(2 * max(width, height), 512)
 
 
+def grid(side: int, panel: int, rows: int) -> dict[str, Any]:
+    """Gallery columns and height for pictures shown at `side` px in a panel about `panel` px wide: as many
+    columns as fit (2-8), and room for `rows` rows with their captions - no tall empty box under small pictures."""
+    columns = max(2, min(8, panel // (side + 16)))
+    cell = min(side, panel // columns)
+    return {"columns": columns, "height": rows * (cell + 24) + 56}
+
+
 def size_css(width: int, height: int) -> str:
     """Cap every picture inside the image components marked PX_CLASS (thumbnails, the preview, gr.Image)."""
     side = shown_side(width, height)

@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue
 from . import views
-from .common import PX_CLASS, RENDER, Page, caption, client_gone, progress_cb
+from .common import PX_CLASS, RENDER, Page, caption, client_gone, grid, progress_cb, shown_side
 from .controls import advanced_controls, follow_budget
 from .selfie import studio_outputs
 
@@ -18,6 +18,7 @@ from .selfie import studio_outputs
 def layout(page: Page) -> SimpleNamespace:
     studio, profile = page.studio, page.studio.profile
     options = catalogue()
+    side = shown_side(profile.width, profile.height)
     d = SimpleNamespace(inputs={})
     d.character_id = gr.State(None)     # the character being designed (draft) or just locked
     d.candidate_ids = gr.State([])      # ids behind the candidate gallery, in order
@@ -45,9 +46,8 @@ def layout(page: Page) -> SimpleNamespace:
         with gr.Column(scale=3):
             d.draft = gr.Markdown("New character: **Generate candidates** starts it.", elem_id="design-draft",
                                   elem_classes="status-line")
-            d.candidates = gr.Gallery(label="Candidate portraits - click one, then lock it", columns=4,
-                                      height="auto", object_fit="contain", elem_id="candidates",
-                                      elem_classes=PX_CLASS)
+            d.candidates = gr.Gallery(label="Candidate portraits - click one, then lock it", object_fit="contain",
+                                      elem_id="candidates", elem_classes=PX_CLASS, **grid(side, 760, 2))
             with gr.Row():
                 d.generate = gr.Button("Generate candidates", variant="primary", elem_id="generate")
                 d.lock = gr.Button("Lock selected as reference", elem_id="lock")

@@ -10,7 +10,7 @@ from ..character import catalogue, selfie_catalogue
 from ..likeness import badge
 from ..packs import pack_kind
 from . import lora, views
-from .common import KEEP_OUTFIT, PX_CLASS, RENDER, Page, client_gone, progress_cb, shown_side
+from .common import KEEP_OUTFIT, PX_CLASS, RENDER, Page, client_gone, grid, progress_cb, shown_side
 from .controls import advanced_controls, follow_budget
 
 
@@ -25,8 +25,8 @@ def layout(page: Page) -> SimpleNamespace:
             s.reference = gr.Image(label="Reference portrait", interactive=False, height=side + 40, width=side,
                                    type="filepath", elem_classes=PX_CLASS, elem_id="reference")
             # views made at lock time (data/refsheet.yaml); selfies are conditioned on them too
-            s.sheet = gr.Gallery(label="Reference sheet", columns=4, height="auto", object_fit="contain",
-                                 elem_id="reference-sheet", elem_classes=PX_CLASS)
+            s.sheet = gr.Gallery(label="Reference sheet", object_fit="contain", elem_id="reference-sheet",
+                                 elem_classes=PX_CLASS, **grid(side, 500, 2))
             s.sheet_notes = gr.Markdown("", elem_id="sheet-notes")
             s.scene = gr.Dropdown(list(shots["scene"].choices), value=shots["scene"].default,
                                   label=shots["scene"].label)
@@ -50,19 +50,19 @@ def layout(page: Page) -> SimpleNamespace:
             s.take = gr.Button("Take selfie", variant="primary", elem_id="take-selfie")
             s.info = gr.Markdown("", elem_id="selfie-info")
             s.history = gr.Gallery(label="Selfies (newest first) - click one to accept it for the character LoRA",
-                                   columns=4, height="auto", object_fit="contain", elem_id="history",
-                                   elem_classes=PX_CLASS)
+                                   object_fit="contain", elem_id="history", elem_classes=PX_CLASS,
+                                   **grid(side, 760, 2))
             s.picked = gr.State(None)  # selfie id clicked in the history
             with gr.Row():
                 s.accept_btn = gr.Button("Accept selected selfie", elem_id="accept-selfie", scale=1)
                 s.picked_info = gr.Markdown("Click a selfie to select it.", elem_id="picked-info")
             # one card per selfie, same order: likeness bar (target band shaded), state, attempts
             s.cards = gr.HTML("", elem_id="likeness-cards", label="Likeness")
-            pack_layout(s)
+            pack_layout(s, side)
     return s
 
 
-def pack_layout(s: SimpleNamespace) -> None:
+def pack_layout(s: SimpleNamespace, side: int) -> None:
     with gr.Accordion("Expression pack", open=True):
         kind = pack_kind()
         gr.Markdown(f"One click makes the standard set ({', '.join(kind.values)}) of the locked character for "
@@ -73,8 +73,8 @@ def pack_layout(s: SimpleNamespace) -> None:
                                      elem_id="pack-name")
             s.pack_btn = gr.Button("Make expression pack", scale=1, elem_id="make-pack")
         s.pack_pick = gr.Dropdown([], label="Packs of this character", elem_id="pack-pick")
-        s.pack_grid = gr.Gallery(label="Expression pack", columns=4, height="auto", object_fit="contain",
-                                 elem_id="expression-pack", elem_classes=PX_CLASS)
+        s.pack_grid = gr.Gallery(label="Expression pack", object_fit="contain", elem_id="expression-pack",
+                                 elem_classes=PX_CLASS, **grid(side, 740, 2))
         s.pack_cards = gr.HTML("", elem_id="pack-cards")
 
 
