@@ -378,6 +378,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
              character_lora: bool = False, steps: int | None = None,
              guidance_end: float | None = None) -> dict[str, Any]:
     from .availability import require_available
+    from .engine.pipeline import Engine
     from .service import Studio
     from .store import Store
     from .likeness.instruments import Instruments
@@ -403,7 +404,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
     with tempfile.TemporaryDirectory(prefix="customizer-eval-") as tmp:
         store = Store(Path(tmp) / "characters.db", Path(tmp) / "data")
         try:
-            plain = Studio(config, profiles["plain"], store)
+            plain = Studio(config, profiles["plain"], store, engine_factory=Engine)
             studios = {name: plain if name == "plain" else Studio(config, p, store,
                                                                   engine_factory=lambda _p: plain.engine)
                        for name, p in profiles.items()}

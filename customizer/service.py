@@ -75,25 +75,16 @@ def _count(field: str, value: Any, hi: int) -> int:
     return n
 
 
-def _library_engine(profile: Profile) -> Any:
-    """Transitional default for library callers that pass no engine_factory (eval.py, bench/session.py): the one
-    import of the engine here, allowed by name in the "service" contract's ignore_imports. Remove both once those
-    callers pass an engine_factory, as app.py does."""
-    from .engine.pipeline import Engine  # heavy: torch + diffusers, once
-
-    return Engine(profile)
-
-
 class Studio(Shooting, CharacterLoras):
     def __init__(self, config: AppConfig, profile: Profile, store: Store,
-                 engine_factory: Callable[[Profile], Any] | None = None, enforce_budget: bool = False):
+                 engine_factory: Callable[[Profile], Any], enforce_budget: bool = False):
         """engine_factory: profile -> engine, called once on first use (app.py, the composition root, passes
         load_engine; tests pass their tiny engines). enforce_budget: refuse requests over the profile's compute
         budget (customizer/budget.py) - what the app does for its users (app.py); off for library use (eval,
         bench), which picks its own settings."""
         self.config, self.profile, self.store = config, profile, store
         self.enforce_budget = enforce_budget
-        self._engine_factory = engine_factory or _library_engine
+        self._engine_factory = engine_factory
         self._engine = None
         self._engine_lock = threading.Lock()
         self._scorer = None

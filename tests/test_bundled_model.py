@@ -126,3 +126,18 @@ def test_shipped_appearance_instrument_reads_held_out_portraits():
     acc = {k: float(np.mean([names[k].index(p[k]) == y for p, y in zip(pred, labels[k])])) for k in ATTRIBUTE_KEYS}
     assert np.mean(list(acc.values())) >= 0.8, acc
     assert acc["eye_colour"] >= 0.6, acc  # the joint model's eye-colour head was at chance (0.17)
+
+
+def test_loading_the_bundled_model_prints_no_library_alarms():
+    """The first render used to print diffusers' "Casting directly with `to()`" (a no-op cast), "No LoRA keys
+    associated to CLIPTextModel" (UNet-only LoRA files) and peft's second-adapter warning (engine/quiet.py)."""
+    import subprocess
+    import sys
+
+    code = ("from customizer.config import load_config; from customizer.engine.pipeline import Engine; "
+            "e = Engine(load_config().profile('bundled')); print(sorted(e.theme_adapters))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "fantasy" in run.stdout and "vintage" in run.stdout      # both theme adapters loaded
+    for alarm in ("Casting directly with `to()`", "No LoRA keys associated", "Already found a `peft_config`"):
+        assert alarm not in run.stderr, run.stderr[-2000:]

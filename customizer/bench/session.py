@@ -7,6 +7,7 @@ from typing import Any
 
 def open_studio(workdir: Path, profile_raw: dict[str, Any]):
     from ..config import AppConfig, _profile
+    from ..engine.pipeline import Engine
     from ..service import Studio
     from ..store import Store
 
@@ -15,4 +16,4 @@ def open_studio(workdir: Path, profile_raw: dict[str, Any]):
     config = AppConfig(path=workdir / "spaces.yaml", default_profile="bench", profiles={"bench": profile},
                        db_path=workdir / "characters.db", data_dir=workdir / "data")
     store = Store(config.db_path, config.data_dir)
-    return Studio(config, profile, store), store
+    return Studio(config, profile, store, engine_factory=Engine), store

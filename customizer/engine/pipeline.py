@@ -35,8 +35,10 @@ from ..charlora import settings as charlora_settings
 from ..config import Profile
 from ..errors import ModelUnavailable
 from ..recipe import Recipe
-from . import control, devices, embeddings, fingerprint, lora_fuse, prompt_cache, schedulers, stages, upscale
+from . import control, devices, embeddings, fingerprint, lora_fuse, prompt_cache, quiet, schedulers, stages, upscale
 from .guidance import GuidanceCut
+
+quiet.install()
 
 PIPELINE_CLASSES = {
     "sd15": ("StableDiffusionPipeline", "StableDiffusionControlNetPipeline"),
@@ -106,8 +108,7 @@ class Engine:
             if not theme.lora:
                 continue
             folder, weight = _split_lora(theme.lora)
-            self.pipe.load_lora_weights(folder, weight_name=weight, adapter_name=theme.adapter,
-                                        local_files_only=self.local_only)
+            self._load_lora(folder, theme.adapter, weight_name=weight)
             self.theme_adapters[theme.name] = theme.adapter
             self.weights[f"lora:{theme.adapter}"] = fingerprint.fingerprint(theme.lora)
 
@@ -130,6 +131,15 @@ class Engine:
         for pipe in filter(None, (self.pipe, self.cn_pipe)):
             self._clock.wrap(pipe.image_processor, "postprocess", "decode")
         self._blank_embeds = self._encode([Image.new("RGB", (64, 64))]) if self.has_ip_adapter else None
+
+    def _load_lora(self, source: Any, adapter_name: str, weight_name: str | None = None) -> None:
+        """Load a LoRA (folder/repo + weight_name, or a state dict) as a named adapter. A UNet-only file goes to the
+        UNet alone: load_lora_weights would also look for text-encoder keys and warn that it found none."""
+        state, alphas = self.pipe.lora_state_dict(source, weight_name=weight_name, local_files_only=self.local_only)
+        if any(k.startswith(("text_encoder", "lora_te")) for k in state):
+            self.pipe.load_lora_weights(state, adapter_name=adapter_name)
+        else:
+            self.pipe.unet.load_lora_adapter(state, prefix="unet", network_alphas=alphas, adapter_name=adapter_name)
 
     def _make_fuser(self) -> lora_fuse.LoraFuser | None:
         """A fuser over the UNet's LoRA layers as they are now (base weights must be pristine: restore first)."""
@@ -159,7 +169,7 @@ class Engine:
         if self._fuser is not None:
             self._fuser.restore()  # pristine base weights before the layers change and a new fuser snapshots them
         state = {k: v.to(self.device) for k, v in load(data).items()}
-        self.pipe.load_lora_weights(state, adapter_name=name)
+        self._load_lora(state, name)
         self._character_adapters[name] = sha256
         while len(self._character_adapters) > self._character_max:
             old, _ = self._character_adapters.popitem(last=False)
