@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from apprunner import App
+from tiers import pytest_collection_modifyitems  # noqa: F401 - the hook that marks every test with its file's tier
 from tiny_profiles import tiny_profile_yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the hub
