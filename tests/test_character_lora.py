@@ -508,6 +508,7 @@ def test_hostile_lora_members_are_refused(trained):
 
 # ---------------------------------------------------------------- the API, on the real app
 
+@pytest.mark.e2e   # a launched app: the e2e tier, though the file is integration
 def test_api_accept_train_poll_and_selfie(tmp_path, tiny_model_dir):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
@@ -561,6 +562,7 @@ def test_api_accept_train_poll_and_selfie(tmp_path, tiny_model_dir):
 
 # ---------------------------------------------------------------- the Selfie studio, in a browser
 
+@pytest.mark.e2e   # a launched app: the e2e tier, though the file is integration
 def test_browser_accept_train_with_progress_and_take_a_lora_selfie(tmp_path, tiny_model_dir):
     import os
     import shutil
