@@ -3,7 +3,9 @@
     python -m pytest -q                      # unit + integration: what a contributor runs (addopts deselects the rest)
     python -m pytest -q -m "e2e or slow"     # launched servers, the browser, trainings: CI runs this too
 
-A test file missing from tiers.yaml stops the collection, so a new file cannot slip out of every tier.
+A test file missing from tiers.yaml stops the collection, so a new file cannot slip out of every tier. One test may
+carry a further tier of its own (`@pytest.mark.e2e` on a launched-app test in an integration file): the default run
+leaves it out, since it deselects e2e and slow.
 """
 from __future__ import annotations
 
