@@ -6,8 +6,9 @@ parameters with a default off the end of "data" gets those defaults (as gradio_c
 of the typed API is one request object as the only value: customizer/ui/api.py).
 
 Checked routes (under /gradio_api): POST call/<name>, call/v2/<name>, run/<name>, api/<name> (by name, or by
-fn_index for the page's own unqueued events: run/predict); GET call/<name>/<event_id>; POST queue/join. The JSON body answers: {"error": "...", "detail": "..."} (gradio's own
-4xx answers carry `detail`, which gradio_client reads). No torch.
+fn_index for the page's own unqueued events: run/predict); GET call/<name>/<event_id>; POST queue/join. The JSON body
+answers: {"error": "...", "detail": "..."} (gradio's own 4xx answers carry `detail`, which gradio_client reads). No
+torch.
 """
 from __future__ import annotations
 

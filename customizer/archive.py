@@ -111,7 +111,7 @@ def _check_png(name: str, sha: str, data: bytes) -> None:
             im.verify()  # chunk CRCs and structure, without decoding pixels
     except ImportRefused:
         raise
-    except Exception as e:  # PIL raises many types (incl. DecompressionBombError) for hostile files
+    except Exception as e:  # noqa: BLE001 - PIL raises many types (incl. DecompressionBombError) for hostile files
         raise ImportRefused(f"{name} is not a valid PNG image ({type(e).__name__})") from None
 
 
@@ -324,7 +324,7 @@ def import_character(store: Store, data: bytes | str | Path, owner: str = "local
                 budget -= len(contents[info.filename])
         except ImportRefused:
             raise
-        except Exception as e:  # bad CRC, truncated stream, unsupported compression, ...
+        except Exception as e:  # noqa: BLE001 - bad CRC, truncated stream, unsupported compression, ...
             raise ImportRefused(f"damaged archive: {type(e).__name__}: {e}") from None
 
     m = _parse_manifest(contents.pop("character.json"))

@@ -354,8 +354,8 @@ def ceiling_table(report: dict[str, Any]) -> list[dict[str, Any]]:
         r = figure(report.get("renderer_ceiling", {}), path)
         v = figure(report.get("vae_roundtrip_ceiling", {}), path)
         m = figure(report, path)
-        rows.append({"figure": path.replace("attribute_accuracy.", "").replace("identity.", "").replace("_accuracy", ""),
-                     "renderer": r, "vae_roundtrip": v, "model": m,
+        name = path.replace("attribute_accuracy.", "").replace("identity.", "").replace("_accuracy", "")
+        rows.append({"figure": name, "renderer": r, "vae_roundtrip": v, "model": m,
                      "model_over_renderer": round(m / r, 3) if m is not None and r else None})
     return rows
 

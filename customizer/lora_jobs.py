@@ -179,7 +179,7 @@ class LoraJobs:
             self._train(j, job, files, finish, job_dir)
         except CustomizerError as e:  # e.g. the character was deleted while it trained
             self._end(j, "failed", str(e))
-        except Exception as e:  # noqa: BLE001 - a job thread must always end in a state the user can read
+        except Exception as e:  # a job thread must always end in a state the user can read
             log.exception("character LoRA job %s failed", j.id)
             self._end(j, "failed", f"training failed ({type(e).__name__})")
         finally:

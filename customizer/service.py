@@ -361,8 +361,9 @@ class Studio(Shooting, CharacterLoras):
                 progress(i / len(shots), label)
                 info = {"pack": {"id": pack["id"], "kind": kind_.kind, "name": pack["name"], "slot": value,
                                  "slots": list(kind_.values)}}
+                at = i / len(shots)
                 taken = self._shoot(plan, reference, Shot(shot, base_seed, info),
-                                    lambda msg, at=i / len(shots), what=label: progress(at, f"{what}: {msg}"))
+                                    lambda msg, at=at, what=label: progress(at, f"{what}: {msg}"))
                 self._store_selfie(character_id, taken, shot, owner, pack_id=pack["id"], pack_slot=value)
                 made += 1
         except BaseException:

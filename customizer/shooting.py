@@ -53,8 +53,9 @@ class Shooting:
             label = f"reference sheet: {view.name} ({i + 1} of {len(names)})"
             progress(i / len(names), label)
             info = {"sheet_view": {"view": view.name, "position": i, "views": names}}
+            at = i / len(names)
             taken = self._shoot(plan, reference, Shot(view.shot, seed, info, pose=view.pose),
-                                lambda msg, at=i / len(names), what=label: progress(at, f"{what}: {msg}"))
+                                lambda msg, at=at, what=label: progress(at, f"{what}: {msg}"))
             lk = taken.likeness
             self.store.add_sheet_view(character_id, reference["id"], view.name, i, taken.image, taken.recipe.to_dict(),
                                       lk.score, owner, likeness_state=lk.state, likeness_instrument=lk.instrument)
@@ -126,7 +127,7 @@ class Shooting:
             try:
                 with Image.open(self.store.image_path(sha256 or reference["image_sha256"])) as im:
                     blob = scorer.reference_blob(im.convert("RGB"))
-            except Exception as e:  # noqa: BLE001 - the selfie still gets made; its likeness says why not scored
+            except Exception as e:  # the selfie still gets made; its likeness says why not scored
                 log.exception("likeness: could not describe reference %s", reference["id"])
                 failed = Likeness("error", scorer.name, reason=f"the reference could not be measured "
                                                                f"({type(e).__name__})")

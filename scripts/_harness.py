@@ -202,9 +202,9 @@ def raw_disk_check(db_path: Path, data_dir: Path) -> dict[str, Any]:
         for table in ("candidates", "refs", "selfies"):
             for (sha,) in con.execute(f"SELECT image_sha256 FROM {table}"):
                 rows[f"images/{sha[:2]}/{sha}.png"] = table
-        for sha, path in con.execute("SELECT sha256, path FROM images"):
+        for _sha, path in con.execute("SELECT sha256, path FROM images"):
             rows.setdefault(path, "images")
-        for sha, path in con.execute("SELECT sha256, path FROM reference_embeddings"):
+        for _sha, path in con.execute("SELECT sha256, path FROM reference_embeddings"):
             rows.setdefault(path, "reference_embeddings")
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("characters", "candidates", "refs", "selfies", "images", "reference_embeddings")}

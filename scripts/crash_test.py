@@ -7,9 +7,10 @@ deleting, then check that nothing the server confirmed was lost and that the fil
 One database/data folder (fresh, in a work directory; --config only picks the model) lives through all the kills.
 Each cycle:
 1. start app.py --preload (the model is loaded before the port opens), warm it up with one design -> lock ->
-   selfie -> delete of a throw-away character (--no-warmup skips this), then start --workers client threads, each with its own token and its own characters, doing random operations through
-   the JSON API: design_candidates (n 1-2), lock, selfie (count 1-2), rename, delete, list_characters,
-   get_character. Live answers are checked against what each worker knows.
+   selfie -> delete of a throw-away character (--no-warmup skips this), then start --workers client threads, each with
+   its own token and its own characters, doing random operations through the JSON API: design_candidates (n 1-2), lock,
+   selfie (count 1-2), rename, delete, list_characters, get_character. Live answers are checked against what each worker
+   knows.
 2. after a random 0.05-3 s, SIGKILL the server (never a graceful stop).
 3. with the server dead, check the files on disk BEFORE gc (no row without its file, no file whose bytes differ
    from its content address; files without a row are allowed here: crash leftovers), then open the Store (its
@@ -287,9 +288,10 @@ def check_after_kill(db_path: Path, data_dir: Path, workers: list[Worker]) -> di
                         bad = zf.testzip()
                         n_images = sum(1 for n in zf.namelist() if n.startswith("images/"))
                     # every image of the character: candidates, selfies, references and the sheets of all references
-                    shas = {k["image_sha256"] for k in full["candidates"]} | {
-                        x["image_sha256"] for x in full["selfies"]} | {r["image_sha256"] for r in full["references"]} | {
-                        v["image_sha256"] for v in store.sheet_views(s["id"], owner=owner)}
+                    shas = ({k["image_sha256"] for k in full["candidates"]}
+                            | {x["image_sha256"] for x in full["selfies"]}
+                            | {r["image_sha256"] for r in full["references"]}
+                            | {v["image_sha256"] for v in store.sheet_views(s["id"], owner=owner)})
                     if bad or n_images != len(shas):
                         violations.append(f"export of {s['id']}: bad member {bad} or {n_images} != {len(shas)}")
                     checked["exports"] += 1

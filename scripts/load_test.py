@@ -152,7 +152,7 @@ class User(threading.Thread):
         self.check("lock", ref["image_sha256"] == cand["image_sha256"], "reference is not the chosen candidate")
         self.check_images("lock", imgs, 1 + len(ref.get("sheet") or []))  # the reference, then its sheet views
         selfie_ids = []
-        for k in range(2):
+        for _k in range(2):
             shot = {"scene": rng.choice(SCENES), "expression": rng.choice(EXPRESSIONS),
                     "framing": rng.choice(FRAMINGS), "likeness": round(rng.uniform(0, 1), 2)}
             made, imgs = self.call("selfie", {"character_id": cid, "selfie": shot, "seed": rng.randrange(10**6),

@@ -47,7 +47,7 @@ def test_the_readme_client_example_runs_as_written(served):
     code = readme_example()
     assert 'Client("http://127.0.0.1:7860/")' in code
     scope: dict = {}
-    exec(compile(code.replace("http://127.0.0.1:7860/", url), "README.md", "exec"), scope)  # noqa: S102
+    exec(compile(code.replace("http://127.0.0.1:7860/", url), "README.md", "exec"), scope)
     assert len(scope["imgs"]) == 2 and len(scope["res"]["candidates"]) == 2
     assert len(scope["selfies"]) == 2 and len(scope["files"]) == 2
     assert scope["pack"]["name"] == "chat" and len(scope["faces"]) == len(scope["pack"]["items"]) == 7

@@ -81,7 +81,7 @@ def test_batch_rerun_is_identical_and_close_to_seeds_alone(studio):
     out = studio.design(SPEC, seed=7, n=3)
     recipes = [Recipe.from_dict(c["recipe"]) for c in out["candidates"]]
     again = studio.engine.render_batch(recipes)
-    for c, r, (image, timings) in zip(out["candidates"], recipes, again):
+    for c, r, (image, _timings) in zip(out["candidates"], recipes, again):
         assert np.array_equal(px(image), stored(c["path"]))
         assert np.array_equal(px(studio.engine.render(r)[0]), stored(c["path"]))  # render(recipe) runs its batch
         alone, _ = studio.engine.render(r.replace(batch=None))

@@ -85,7 +85,7 @@ def test_repo_config_profiles(monkeypatch, tmp_path):
 def test_relative_paths_resolve_against_the_file(tmp_path, monkeypatch):
     cfg_dir = tmp_path / "conf"
     (cfg_dir / "weights").mkdir(parents=True)
-    path = write_config(cfg_dir / "spaces.yaml", {
+    write_config(cfg_dir / "spaces.yaml", {
         "p": {"base_model": "./model", "ip_adapter": {"path": "weights", "weight_name": "ip.safetensors"},
               "controlnet": {"model": "owner/controlnet"},
               "themes": {"fantasy": {"lora": "assets/loras/f.safetensors"}}}},
@@ -153,7 +153,8 @@ def test_bad_config_is_a_config_error(tmp_path, text, message):
 def test_missing_file_and_unknown_profile(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
-    cfg = load_config(write_config(tmp_path / "s.yaml", {"beta": {"base_model": "./b"}, "alpha": {"base_model": "./a"}}))
+    cfg = load_config(write_config(tmp_path / "s.yaml",
+                                   {"beta": {"base_model": "./b"}, "alpha": {"base_model": "./a"}}))
     with pytest.raises(ConfigError) as e:
         cfg.profile("gamma")
     assert "unknown profile 'gamma'" in str(e.value) and "known profiles: alpha, beta" in str(e.value)

@@ -2,8 +2,9 @@
 
 Load: 8 concurrent API users x 1 round (design -> lock -> 2 selfies -> list -> get) plus the queue-overflow burst;
 zero errors, a clean store afterwards. Fairness: 4 light users alone, then beside one heavy user held to a compute
-budget; their p95 at most 2x, over-budget requests refused in under a second. Crash: 5 x kill -9 at random moments during API operations; zero
-violations. The full-size runs (8 x 2 rounds, 20 kills) are run by hand: see the scripts' docstrings.
+budget; their p95 at most 2x, over-budget requests refused in under a second. Crash: 5 x kill -9 at random moments
+during API operations; zero violations. The full-size runs (8 x 2 rounds, 20 kills) are run by hand: see the scripts'
+docstrings.
 """
 from __future__ import annotations
 

@@ -61,6 +61,7 @@ def login_app(tiny_config_path, tiny_model_dir):
 
 def test_auth_file_logins_own_characters_by_account(login_app):
     from gradio_client import Client
+    from gradio_client.exceptions import AuthenticationError
 
     url = login_app
     alice = Client(url, auth=("alice", "alice-pw"), verbose=False)
@@ -76,9 +77,9 @@ def test_auth_file_logins_own_characters_by_account(login_app):
     mine, _ = alice.predict({"token": "another-browser-token-42424242"}, api_name="/list_characters")
     assert [c["id"] for c in mine] == [cid]
     # without a login the server answers nothing
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationError):  # at Client(): without a login it cannot even read the API
         Client(url, verbose=False).predict({"token": TOKEN}, api_name="/list_characters")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="Could not login"):
         Client(url, auth=("alice", "wrong"), verbose=False)
 
 

@@ -130,7 +130,8 @@ def test_labels_follow_what_the_caption_states():
     names = list(heads)
     portrait, selfie = identity_records(1234)[:2]
     lp, ls = labels_of(portrait, heads), labels_of(selfie, heads)
-    assert heads["scene"][lp[names.index("scene")]] == "unstated" and heads["kind"][lp[names.index("kind")]] == "portrait"
+    assert heads["scene"][lp[names.index("scene")]] == "unstated"
+    assert heads["kind"][lp[names.index("kind")]] == "portrait"
     assert heads["scene"][ls[names.index("scene")]] == selfie.variation.scene
     assert heads["hair_colour"][lp[names.index("hair_colour")]] == portrait.attrs["hair_colour"]
     assert heads["hair_colour"][lp[names.index("hair_colour")]] in portrait.caption

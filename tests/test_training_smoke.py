@@ -244,12 +244,13 @@ def test_assembled_folder_runs_in_the_engine_with_reference_and_theme(base_ip, l
                                  "weight": 1.0}}
     engine = Engine(_profile("assembled", raw, out))
     common_fields = {"profile": "assembled", "model_id": str(out), "model_revision": "test"}
-    ref, _ = engine.render(Recipe(kind="portrait", **common_fields, prompt="portrait of an adult", negative_prompt="", seed=1, steps=2, guidance=5.0,
-                                  width=32, height=32, scheduler="dpmpp_2m", ip_adapter_scale=0.0, loras={}))
+    ref, _ = engine.render(Recipe(kind="portrait", **common_fields, prompt="portrait of an adult", negative_prompt="",
+                                  seed=1, steps=2, guidance=5.0, width=32, height=32, scheduler="dpmpp_2m",
+                                  ip_adapter_scale=0.0, loras={}))
     embeds = engine.encode_reference(ref)
-    shots = [engine.render(Recipe(kind="selfie", **common_fields, prompt="selfie of an adult", negative_prompt="", seed=2, steps=2, guidance=5.0,
-                                  width=32, height=32, scheduler="dpmpp_2m", ip_adapter_scale=scale,
-                                  loras=loras), reference_embeds=embeds)[0]
+    shots = [engine.render(Recipe(kind="selfie", **common_fields, prompt="selfie of an adult", negative_prompt="",
+                                  seed=2, steps=2, guidance=5.0, width=32, height=32, scheduler="dpmpp_2m",
+                                  ip_adapter_scale=scale, loras=loras), reference_embeds=embeds)[0]
              for scale, loras in ((0.0, {}), (1.0, {}), (1.0, {"fantasy": 1.0}))]
     import numpy as np
     arrays = [np.asarray(s, dtype=np.int16) for s in shots]

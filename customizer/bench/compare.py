@@ -7,9 +7,9 @@ Ours is the whole Studio call (render + PNG + SQLite row); its stage split comes
 The plain side is conservative: it runs our step count (a default diffusers call runs 50), portraits and candidates
 run before its IP-Adapter is loaded, candidates-of-4 are one batched call, and its theme LoRA is set only when it
 changes. Each timed portrait and selfie is also run as the default call (`default_call`: the pipeline's default
-step count, everything else the same), the baseline as the issue defines it; the report gives both ratios. What it keeps is the plain-diffusers cost under
-test: prompts re-encoded on every call, the reference image re-embedded on every selfie, the LoRA as peft's
-unfused branch.
+step count, everything else the same), the baseline as the issue defines it; the report gives both ratios. What it keeps
+is the plain-diffusers cost under test: prompts re-encoded on every call, the reference image re-embedded on every
+selfie, the LoRA as peft's unfused branch.
 """
 from __future__ import annotations
 
@@ -91,8 +91,8 @@ def engine_before_after(engine, recipe, embeds, rounds: int) -> dict[str, Any]:
     return {"before": b, "after": a, "after_over_before": a["p50"] / b["p50"], "fused_lora": fuser is not None,
             "same_pixels_as_before": vs_before == 0, "max_pixel_diff_vs_before": vs_before,
             "reproducible": again.tobytes() == images["after"].tobytes(),
-            "interval": iv | {"guidance_end": INTERVAL_PROBE, "cfg_steps": probe.cfg_steps(), "steps": int(recipe.steps),
-                              "over_after": iv["p50"] / a["p50"],
+            "interval": iv | {"guidance_end": INTERVAL_PROBE, "cfg_steps": probe.cfg_steps(),
+                              "steps": int(recipe.steps), "over_after": iv["p50"] / a["p50"],
                               "mean_pixel_diff_vs_after": float(diff("interval", "after").mean())}}
 
 

@@ -147,7 +147,8 @@ def _steps_section(steps: dict[str, Any]) -> list[str]:
     if e:
         keys = ("attribute_accuracy_mean", "theme_accuracy", "scene_accuracy", "expression_accuracy",
                 "identity_same_mean", "verification_accuracy")
-        lines += [f"`{e['command']}`" + (f" ({e['note']})" if e.get("note") else "") + ":", "", _row("steps", *keys), _row(*["---"] * (len(keys) + 1))]
+        lines += [f"`{e['command']}`" + (f" ({e['note']})" if e.get("note") else "") + ":", "",
+                  _row("steps", *keys), _row(*["---"] * (len(keys) + 1))]
         lines += [_row(n, *[v[k] for k in keys]) for n, v in e["steps"].items()] + [""]
     q = steps.get("quality")
     if q:

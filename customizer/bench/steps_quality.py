@@ -1,6 +1,6 @@
 """Does quality hold at fewer steps? The measuring instruments' scores of images made with different samplers,
-step counts and guidance intervals on the same prompts and seeds - the check behind the bundled profile's step count and behind the
-"default call" baseline of the benchmark (the folder's scheduler at diffusers' default 50 steps).
+step counts and guidance intervals on the same prompts and seeds - the check behind the bundled profile's step count and
+behind the "default call" baseline of the benchmark (the folder's scheduler at diffusers' default 50 steps).
 
     python -m customizer.bench.steps_quality --n 40 --json bench/steps-quality.json
     python -m customizer.bench.steps_quality --configs dpmpp_2m:8,dpmpp_2m:8:0.5 --json bench/guidance-quality.json
@@ -80,9 +80,9 @@ def measure(folder: Path, configs: list[tuple[str, int, float]], n: int, guidanc
         pred = instr.classify(images)
         acc = {k: float(np.mean([p[k] == r["truth"][k] for p, r in zip(pred, runs)])) for k in ATTRIBUTES + SHOT}
         key = f"{type(plain.pipe.scheduler).__name__}@{steps}" + (f" cfg {end:g}" if keep < steps else "")
-        out[key] = {"sampler": name, "steps": steps, "guidance_end": end, "cfg_steps": keep, "attribute_mean": round(float(np.mean(
-            [acc[k] for k in ATTRIBUTES])), 4), **{k: round(acc[k], 4) for k in SHOT},
-            "seconds_per_image": round(seconds, 4)}
+        out[key] = {"sampler": name, "steps": steps, "guidance_end": end, "cfg_steps": keep,
+                    "attribute_mean": round(float(np.mean([acc[k] for k in ATTRIBUTES])), 4),
+                    **{k: round(acc[k], 4) for k in SHOT}, "seconds_per_image": round(seconds, 4)}
         log(f"{key}: {out[key]}")
     return {"n": len(runs), "guidance": guidance, "size": size, "folder": str(folder), "configs": out}
 
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m customizer.bench.steps_quality", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=40, help="held-out characters (one image each per configuration)")
     ap.add_argument("--configs", type=parse_configs, default=parse_configs(DEFAULT_CONFIGS),
-                    help=f"sampler:steps[:guidance_end] list; 'default' = the folder's scheduler (default {DEFAULT_CONFIGS})")
+                    help=f"sampler:steps[:guidance_end] list; 'default' = the folder's scheduler "
+                         f"(default {DEFAULT_CONFIGS})")
     ap.add_argument("--folder", type=Path, default=REPO_ROOT / "assets" / "bundled")
     ap.add_argument("--json", type=Path, help="write the result here too")
     args = ap.parse_args(argv)

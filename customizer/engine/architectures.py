@@ -194,7 +194,8 @@ def build_random_model_dir(out_dir: str | Path, geometry_name: str = "tiny", see
 
 def build_latent_upscaler_dir(out_dir: str | Path, geometry_name: str = "tiny-latent-upscaler", seed: int = 0) -> Path:
     """A random StableDiffusionLatentUpscalePipeline folder (the class of stabilityai/sd-x2-latent-upscaler)."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionLatentUpscalePipeline, UNet2DConditionModel
+    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionLatentUpscalePipeline,
+                           UNet2DConditionModel)
     from transformers import CLIPTextModel, CLIPTokenizer
 
     geo = geometry(geometry_name)

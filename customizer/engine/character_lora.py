@@ -34,18 +34,18 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads starve the app's renders
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import hashlib
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
-import torch  # noqa: E402
+import torch
 
 JOB_FILE = "job.json"
 CONDITIONING_FILE = "conditioning.bin"
@@ -144,8 +144,9 @@ def encode_inputs(pipe, job: dict[str, Any], job_dir: Path, device: str) -> Inpu
         embeds = embeddings.from_bytes(cond_file.read_bytes(), device, torch.float32)
         ip_neg = [t.chunk(2)[0] for t in embeds]  # negative half first (prepare_ip_adapter_image_embeds layout)
         ip_pos = [t.chunk(2)[1] for t in embeds]
-    return Inputs(mean=torch.cat(means) * scale, std=torch.cat(stds) * scale, cond=torch.cat(cond), uncond=torch.cat(uncond),
-                  ip_scale=torch.tensor([float(i["ip_scale"]) for i in job["images"]]), ip_pos=ip_pos, ip_neg=ip_neg)
+    return Inputs(mean=torch.cat(means) * scale, std=torch.cat(stds) * scale, cond=torch.cat(cond),
+                  uncond=torch.cat(uncond), ip_scale=torch.tensor([float(i["ip_scale"]) for i in job["images"]]),
+                  ip_pos=ip_pos, ip_neg=ip_neg)
 
 
 # ---------------------------------------------------------------- training

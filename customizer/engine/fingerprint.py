@@ -42,5 +42,5 @@ def fingerprint(ref: str, local_files_only: bool = True) -> str:
         from huggingface_hub import snapshot_download
 
         return "hub:" + Path(snapshot_download(ref, local_files_only=True)).name
-    except Exception:  # not cached yet or not a repo: the recipe still names the id
+    except Exception:  # noqa: BLE001 - not cached yet or not a repo: the recipe still names the id
         return "unknown"

@@ -53,7 +53,7 @@ def adapter_state_dict(unet) -> dict[str, torch.Tensor]:
     proj = unet.encoder_hid_proj.image_projection_layers[0]
     # diffusers renames the file's "proj" to "image_embeds" when loading (ImageProjection): undo it
     out = {f"image_proj.{k.replace('image_embeds', 'proj')}": v.detach().clone() for k, v in proj.state_dict().items()}
-    for key_id, (name, proc) in enumerate(unet.attn_processors.items()):
+    for key_id, (_name, proc) in enumerate(unet.attn_processors.items()):
         if not hasattr(proc, "to_k_ip"):
             continue
         out[f"ip_adapter.{key_id}.to_k_ip.weight"] = proc.to_k_ip[0].weight.detach().clone()

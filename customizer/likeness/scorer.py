@@ -54,7 +54,7 @@ class Scorer:
             if vector is None:
                 return Likeness(result.NO_FACE, self.name, reason="no face found in this image")
             score, detail = self.instrument.compare(np.frombuffer(reference_blob, np.float32), vector)
-        except Exception as e:  # noqa: BLE001 - an instrument bug must not lose the image
+        except Exception as e:  # an instrument bug must not lose the image
             log.exception("likeness instrument %s failed", self.name)
             return Likeness(result.ERROR, self.name, reason=f"the {self.name} instrument failed ({type(e).__name__})")
         return Likeness(result.SCORED, self.name, score=round(float(score), 6), detail=detail)
@@ -71,7 +71,7 @@ def load_scorer(cfg: Any) -> Scorer:
     except InstrumentUnavailable as e:
         log.warning("likeness unavailable: %s", e)
         return Scorer(cfg.instrument, reason=str(e))
-    except Exception as e:  # noqa: BLE001 - damaged weights etc.: the app still runs, without likeness
+    except Exception as e:  # damaged weights etc.: the app still runs, without likeness
         log.exception("could not load likeness instrument %s", cfg.instrument)
         return Scorer(cfg.instrument, reason=f"the {cfg.instrument} instrument could not be loaded "
                                              f"({type(e).__name__}; the server log has details)")

@@ -5,10 +5,11 @@
 
 Stages (recipe.yaml holds their arguments): vae -> latents -> text encoder (captions only) -> image encoder
 (identity only) -> base (UNet + IP-Adapter on the frozen encoders) -> theme latents -> LoRAs -> instruments ->
-assemble. The encoder stages are optional: a recipe without them trains the encoders inside the base stage. A stage counts as done when its output says so (a checkpoint at the target step, a
-latent file made with the current VAE, the instruments' report); an unfinished one is continued with --resume and
-the minutes left of --max-minutes, so repeating the same command across sessions finishes the model. Every stage
-is a subprocess running the stage's own CLI, exactly the commands README.md documents (printed before each run).
+assemble. The encoder stages are optional: a recipe without them trains the encoders inside the base stage. A stage
+counts as done when its output says so (a checkpoint at the target step, a latent file made with the current VAE, the
+instruments' report); an unfinished one is continued with --resume and the minutes left of --max-minutes, so repeating
+the same command across sessions finishes the model. Every stage is a subprocess running the stage's own CLI, exactly
+the commands README.md documents (printed before each run).
 """
 from __future__ import annotations
 

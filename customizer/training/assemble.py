@@ -5,10 +5,10 @@
 
 Copies base/pipeline (the StableDiffusionPipeline folder), base/ip_adapter (image_encoder/ +
 ip_adapter.safetensors), each LoRA run's <theme>.safetensors to loras/ and the measuring instruments
-(train_instruments: the eval harness's and the app's likeness scorer's default location) to instruments/, then writes README.md (the model card:
-parts and sizes, hardware, steps and wall time of every stage from the runs' logs, the commands that reproduce
-it) and training.json (the same facts, machine-readable). Refuses a folder over --max-mb: everything under assets/
-ships in the repository.
+(train_instruments: the eval harness's and the app's likeness scorer's default location) to instruments/, then writes
+README.md (the model card: parts and sizes, hardware, steps and wall time of every stage from the runs' logs, the
+commands that reproduce it) and training.json (the same facts, machine-readable). Refuses a folder over --max-mb:
+everything under assets/ ships in the repository.
 """
 from __future__ import annotations
 
@@ -150,7 +150,8 @@ def curve_tables(stages: dict) -> str:
         out += ["## Learning curves", "", "![learning curves](learning_curve.png)", "",
                 "VAE: the instruments' reading of held-out renders after the round trip, over their reading of the "
                 "renders themselves (bar: >= 0.95 each).", "",
-                "| step | CPU h | attributes | eye colour | hair colour | outfit | expression | verification | lowest |",
+                "| step | CPU h | attributes | eye colour | hair colour | outfit | expression | verification "
+                "| lowest |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for c in vae:
             r = c["ratio"]
@@ -168,8 +169,8 @@ def curve_tables(stages: dict) -> str:
                 "|---|---|---|---|---|---|---|---|"]
         for c in base:
             e = c["eval_slice"]
-            out.append(f"| {c['step']} | {c['seconds'] / 3600:.2f} | {_f(e.get('attributes'))} | {_f(e.get('scene'))} | "
-                       f"{_f(e.get('expression'))} | {_f(e.get('verification'))} | "
+            out.append(f"| {c['step']} | {c['seconds'] / 3600:.2f} | {_f(e.get('attributes'))} | "
+                       f"{_f(e.get('scene'))} | {_f(e.get('expression'))} | {_f(e.get('verification'))} | "
                        f"{_f(e.get('verification_no_ip_adapter'))} | {_f(c.get('adherence_mean'))} |")
         out.append("")
     return "\n".join(out)

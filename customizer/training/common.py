@@ -15,20 +15,20 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # only effective before torch (libgomp) is first loaded
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import random  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Iterator  # noqa: E402
+import argparse
+import contextlib
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -406,7 +406,8 @@ def add_stop_at(ap: argparse.ArgumentParser) -> None:
 
 
 def end_step(args) -> int:
-    """The step this invocation trains to: --steps, or --stop-at when it comes first (the LR schedule stays --steps')."""
+    """The step this invocation trains to: --steps, or --stop-at when it comes first (the LR schedule stays
+    --steps')."""
     return args.steps if getattr(args, "stop_at", None) is None else min(args.steps, args.stop_at)
 
 

@@ -12,19 +12,20 @@ also stored as the VAE's reconstruction (uint8): the IP-Adapter's reference for 
 
 The file holds: latents (N x C x h x w, float16, posterior mean x scaling_factor), latent_std (same shape, posterior
 std x scaling_factor, for sampling the posterior during training), captions, records (identity_seed, attrs,
-variation, kind, index), references / ref_of / is_portrait, theme, scaling_factor, resolution, seed and the VAE folder it was made with.
+variation, kind, index), references / ref_of / is_portrait, theme, scaling_factor, resolution, seed and the VAE folder
+it was made with.
 """
 from __future__ import annotations
 
 from . import common  # first: sets OMP_WAIT_POLICY before torch loads
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
 FORMAT = 2
 
@@ -127,7 +128,8 @@ def encode(vae_dir: str | Path, n: int, out: str | Path, seed: int = 0, batch: i
     torch.save(data, tmp)
     tmp.replace(out)
     # a small sidecar, so a pipeline runner can tell which VAE a (large) latent file belongs to without loading it
-    meta = {k: data[k] for k in ("format", "scaling_factor", "resolution", "seed", "vae", "theme")} | {"n": len(records)}
+    meta = ({k: data[k] for k in ("format", "scaling_factor", "resolution", "seed", "vae", "theme")}
+            | {"n": len(records)})
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     people = len({r.identity_seed for r in records})
     portraits = sum(r.kind == "portrait" for r in records)

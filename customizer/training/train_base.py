@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from . import common  # first: sets OMP_WAIT_POLICY before torch loads
 
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
 SAMPLE_SEED = 777001       # corpus seed of the held-out people in the sample grid
 SAMPLE_SAMPLER = "dpmpp_2m"
@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             "step": step, "seconds": seconds, "unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
             "image_encoder": image_encoder.state_dict() if use_ip else None, "ip_adapter": use_ip,
             "opt": opt.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-            "geometry": args.geometry, "schedule": common.schedule_of(args), "args": {k: str(v) for k, v in vars(args).items()}})
+            "geometry": args.geometry, "schedule": common.schedule_of(args),
+            "args": {k: str(v) for k, v in vars(args).items()}})
         log.write(event="checkpoint", step=step)
 
     budget = common.Budget(args.max_minutes)

@@ -93,7 +93,8 @@ def train(closeup_steps: int, steps: int, batch: int = 64, lr: float = 2e-3, lr2
 def main(argv: list[str] | None = None) -> int:
     from .two_stage import add_common_args, finish
 
-    ap = argparse.ArgumentParser(prog="python -m customizer.training.train_expression", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m customizer.training.train_expression",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--closeup-steps", type=int, default=800, help="stage 1 steps: close-ups only")
     ap.add_argument("--steps", type=int, default=1600, help="stage 2 steps: every framing")
     ap.add_argument("--eval-per-framing", type=int, default=105)

@@ -9,8 +9,8 @@ expressions, framings and themes are pulled together and other people pushed apa
 with people who share every attribute in each batch, so that hair colour and outfit are not enough to tell two
 people apart (train_instruments.make_batch: groups of look-alikes, each photographed several times, plus others).
 
-It must not be the eval's judge: the identity instrument is another network (a small CNN, likeness/instruments.py), other
-weights, another seed and another stream of people (this stage's own batch seed), and is never trained here.
+It must not be the eval's judge: the identity instrument is another network (a small CNN, likeness/instruments.py),
+other weights, another seed and another stream of people (this stage's own batch seed), and is never trained here.
 Both are measured on the same held-out pairs (report.json: `encoder` and `instrument`), so one can see how close
 the conditioning and the judge are.
 
@@ -20,16 +20,16 @@ from __future__ import annotations
 
 from . import common  # first: sets OMP_WAIT_POLICY before torch loads
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
 BATCH_SEED_SALT = "image-encoder"    # not the instruments' batch stream: other people
 EVAL_SALT = "image-encoder-eval"

@@ -6,8 +6,8 @@ Batches are rendered on the fly (in a worker process): `groups` attribute combin
 each worn by `ids_per_group` different hidden people (render.Identity; corpus.is_held_out False), each photographed
 `views` times (the first view is the designer's reference portrait half the time, the others random scene,
 expression, framing, lighting; a quarter of the views swap the theme, a few the outfit), plus `singles` one-off
-photos of other people with their own attributes (diverse batches for the attribute heads, extra negatives). A step trains on
---per-step batches, the least used of a small replay buffer, fresh ones first (each batch is used at most
+photos of other people with their own attributes (diverse batches for the attribute heads, extra negatives). A step
+trains on --per-step batches, the least used of a small replay buffer, fresh ones first (each batch is used at most
 --max-uses times, re-augmented each time), so a slow renderer on a busy CPU never idles the trainer. The same
 images train both models, which share their trunk during training (one pass through it per image) and are saved
 as two standalone models: the identity encoder with a supervised-contrastive loss over people (people with the

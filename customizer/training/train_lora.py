@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from . import common  # first: sets OMP_WAIT_POLICY before torch loads
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
                 "conv1", "conv2"]
@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     def checkpoint() -> None:
         common.save_checkpoint(out / common.CHECKPOINT, {
             "step": step, "seconds": seconds, "lora": lora_state(unet, args.theme), "opt": opt.state_dict(),
-            "geometry": args.geometry, "schedule": common.schedule_of(args), "args": {k: str(v) for k, v in vars(args).items()}})
+            "geometry": args.geometry, "schedule": common.schedule_of(args),
+            "args": {k: str(v) for k, v in vars(args).items()}})
         log.write(event="checkpoint", step=step)
 
     budget = common.Budget(args.max_minutes)

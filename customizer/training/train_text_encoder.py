@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from . import common  # first: sets OMP_WAIT_POLICY before torch loads
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 UNSTATED = "unstated"
 CHARACTER_HEADS = ("hair_colour", "hair_style", "hair_length", "eye_colour", "skin_tone", "body_type", "outfit")
@@ -191,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     acc = checkpoint("final")
     text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}, out / "heads.safetensors")
-    (out / "report.json").write_text(json.dumps({"steps": step, "target_steps": args.steps, "seconds": round(seconds, 1),
-                                                 "heads": space, "held_out_accuracy": acc}, indent=2) + "\n")
+    (out / "report.json").write_text(json.dumps({"steps": step, "target_steps": args.steps,
+                                                 "seconds": round(seconds, 1), "heads": space,
+                                                 "held_out_accuracy": acc}, indent=2) + "\n")
     print(f"train_text_encoder: stopped at step {step}/{args.steps} ({stopped}); held-out accuracy min "
           f"{acc['min']}; encoder in {out / 'text_encoder'}", file=sys.stderr)
     return 0

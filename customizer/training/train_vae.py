@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from . import common  # first: sets OMP_WAIT_POLICY before torch loads
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 EVAL_SEED = 424242   # held-out people for the reconstruction grid and the scaling factor
 
@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         save_vae(vae, out, scaling)
         common.save_checkpoint(out / common.CHECKPOINT, {
             "step": step, "seconds": seconds, "model": vae.state_dict(), "opt": opt.state_dict(),
-            "geometry": args.geometry, "schedule": common.schedule_of(args), "crop": args.crop, "scaling_factor": scaling, "args": vars(args) | {"out": str(out)}})
+            "geometry": args.geometry, "schedule": common.schedule_of(args), "crop": args.crop,
+            "scaling_factor": scaling, "args": vars(args) | {"out": str(out)}})
         log.write(event="final" if final else "checkpoint", step=step, eval_l1=ev["eval_l1"],
                   latent_mean=ev["latent_mean"], latent_std=ev["latent_std"], scaling_factor=scaling)
 

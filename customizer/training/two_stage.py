@@ -65,7 +65,7 @@ def train(heads: dict[str, list[str]], render_fn: RenderFn, stages: list[Stage],
                 continue
             seeds = [seed * 10_000_000 + stage * 1_000_000 + k for k in range(st.steps)]
 
-            def fetch(k: int):
+            def fetch(k: int, seeds=seeds, st=st):  # this stage's seeds and kind, bound now
                 args = (seeds[k], batch, st.kind)
                 return pool.submit(render_fn, *args) if pool else args
 

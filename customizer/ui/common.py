@@ -98,7 +98,7 @@ def friendly(fn: Callable) -> Callable:
             raise gr.Error(str(e), print_exception=False) from None
         except CustomizerError as e:
             raise gr.Error(str(e), print_exception=False) from None
-        except Exception as e:  # noqa: BLE001 - the user gets a message, the log gets the traceback
+        except Exception as e:  # the user gets a message, the log gets the traceback
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error(f"Something went wrong ({type(e).__name__}); the server log has details.",
                            print_exception=False) from None
@@ -136,7 +136,8 @@ class Page:
             return visitor(values.pop(token, None), request)
 
         if progress:
-            def handler(values: dict, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
+            def handler(values: dict, request: gr.Request,
+                        progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio reads this default
                 return fn(page, owner_of(values, request), values, progress)
         elif select:
             def handler(values: dict, request: gr.Request, evt: gr.SelectData):

@@ -187,7 +187,7 @@ def bg_mountains(b: BG, p: dict, ctx: Ctx):
     r = b.rng
     b.img.paste(_gradient(_c(p["sky_top"]), _c(p["sky_low"]), b.S, 0.9))
     _clouds(b, 0.06, 0.25, (255, 255, 255), 2)
-    for key, base, hmin, hmax, n in (("far", 0.62, 0.18, 0.32, 4), ("near", 0.72, 0.14, 0.26, 5)):
+    for key, base, hmin, hmax, _n in (("far", 0.62, 0.18, 0.32, 4), ("near", 0.72, 0.14, 0.26, 5)):
         pts = [(-0.1, base + 0.1)]
         x = -0.1
         peaks = []

@@ -110,7 +110,7 @@ def draw_eye(ctx: Ctx, side: int):
 
 
 def draw_brow(ctx: Ctx, side: int):
-    i, e, pen = ctx.ident, ctx.expr, ctx.pen
+    i, e = ctx.ident, ctx.expr
     x_in, x_out = side * 0.075 * i.eye_spacing, side * 0.25 * i.eye_spacing
     y0 = -0.055
     yi = y0 + e.get("brow_inner", 0.0)

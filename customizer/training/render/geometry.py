@@ -34,10 +34,10 @@ def mul(a, k) -> Colour:
 
 
 def jitter(c, amount: float, hue: float = 0.0) -> Colour:
-    h, l, s = colorsys.rgb_to_hls(*(v / 255 for v in c))
+    h, lum, s = colorsys.rgb_to_hls(*(v / 255 for v in c))
     h = (h + hue) % 1.0
-    l = max(0.0, min(1.0, l * (1 + amount)))
-    return _c([v * 255 for v in colorsys.hls_to_rgb(h, l, s)])
+    lum = max(0.0, min(1.0, lum * (1 + amount)))
+    return _c([v * 255 for v in colorsys.hls_to_rgb(h, lum, s)])
 
 
 def rgba(c, a: float) -> tuple[int, int, int, int]:

@@ -252,7 +252,7 @@ def outfit_uniform(ctx: Ctx, b: Body, stage: str):
             pen.poly(b.det([(side * b.nw * 1.15, Y_NECK - 0.06), (side * b.nw * 0.3, Y_NECK + 0.18),
                             (side * b.nw * 2.3, Y_NECK + 0.16)]), fill=p["collar"], outline=_outline(p["top"]),
                      width=0.008)
-            for k in (0,):  # chest pockets with flaps
+            for _k in (0,):  # chest pockets with flaps
                 px0 = side * b.cw * 0.25
                 px1 = side * b.cw * 0.7
                 pk = [(px0, Y_ARMPIT - 0.05), (px1, Y_ARMPIT - 0.05), (px1, Y_ARMPIT + 0.25), (px0, Y_ARMPIT + 0.25)]
