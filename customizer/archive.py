@@ -277,11 +277,9 @@ def _checked(where: str, check: Callable[[dict], dict] | None, value: dict) -> d
         raise ImportRefused(f"character.json: {where}: {e}") from None
 
 
-def import_character(store: Store, data: bytes | str | Path, owner: str = "local",
-                     name: str | None = None, check_spec: Callable[[dict], dict] | None = None,
-                     check_selfie: Callable[[dict], dict] | None = None) -> dict:
-    """check_spec / check_selfie (the app's CharacterSpec / SelfieSpec validation, safety filter included) return
-    the normalised dict to store or raise a CustomizerError, which refuses the import."""
+def _read_archive(data: bytes | str | Path) -> dict[str, bytes]:
+    """Every member of a character archive, read within the limits: names, count, sizes (declared and actually
+    read) and the members an archive may hold are checked before anything is trusted."""
     src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else Path(data)
     if isinstance(src, Path) and not src.is_file():
         raise ImportRefused(f"no such file: {src.name}")
@@ -326,7 +324,15 @@ def import_character(store: Store, data: bytes | str | Path, owner: str = "local
             raise
         except Exception as e:  # noqa: BLE001 - bad CRC, truncated stream, unsupported compression, ...
             raise ImportRefused(f"damaged archive: {type(e).__name__}: {e}") from None
+    return contents
 
+
+def import_character(store: Store, data: bytes | str | Path, owner: str = "local",
+                     name: str | None = None, check_spec: Callable[[dict], dict] | None = None,
+                     check_selfie: Callable[[dict], dict] | None = None) -> dict:
+    """check_spec / check_selfie (the app's CharacterSpec / SelfieSpec validation, safety filter included) return
+    the normalised dict to store or raise a CustomizerError, which refuses the import."""
+    contents = _read_archive(data)
     m = _parse_manifest(contents.pop("character.json"))
     images, lora_files = {}, {}
     for member, blob in contents.items():

@@ -4,26 +4,22 @@ No torch and no gradio here, not even through another module (the "service" impo
 the UI and the API call these methods, and the engine comes from a factory the composition root injects (app.py
 passes load_engine). It is called on first use, so the app starts (and the characters panel works) before the
 model has loaded. The selfie path (conditioning, judging, retries) is plain data and one function in
-customizer/selfie_plan.py; shooting.py and lora_service.py hold the Studio's selfie-path and character-LoRA
-methods (mixins).
+customizer/selfie_plan.py; rendering.py, shooting.py and lora_service.py hold the Studio's render-and-budget,
+selfie-path and character-LoRA methods (mixins).
 """
 from __future__ import annotations
 
 import functools
 import logging
 import threading
-import time
-from contextvars import ContextVar
 from typing import Any, Callable
 
 from PIL import Image
 
 from . import archive, cancel, charlora, refsheet
-from . import budget as budgets
 from .character import CharacterSpec, SelfieSpec
 from .config import AppConfig, Profile, public_ref
 from .errors import SpecError, StateError, shown
-from .gpu import gpu
 from .likeness.band import Band
 from .gate import RenderGate
 from .lora_jobs import LoraJobs
@@ -31,6 +27,7 @@ from .lora_service import CharacterLoras
 from .packs import DEFAULT_KIND, pack_kind
 from .prompts import portrait_prompt
 from .recipe import Recipe, recipe_guidance_end
+from .rendering import _REQUEST, MAX_CANDIDATES, MAX_SELFIES, Progress, Rendering
 from .seeds import SEED_MAX, resolve_seed
 from .selfie_plan import Shot, Taken
 from .settings import Settings, samplers
@@ -38,11 +35,6 @@ from .shooting import Shooting
 from .store import Store, clean_name
 
 log = logging.getLogger(__name__)
-MAX_CANDIDATES = 4
-MAX_SELFIES = 4
-Progress = Callable[[float, str], None]
-# The request a render belongs to: (owner, cancelled() or None), set by the public methods (customizer/gate.py)
-_REQUEST: ContextVar[tuple[str, Callable[[], bool] | None] | None] = ContextVar("render_request", default=None)
 
 
 def _one_request(method: Callable) -> Callable:
@@ -75,7 +67,7 @@ def _count(field: str, value: Any, hi: int) -> int:
     return n
 
 
-class Studio(Shooting, CharacterLoras):
+class Studio(Rendering, Shooting, CharacterLoras):
     def __init__(self, config: AppConfig, profile: Profile, store: Store,
                  engine_factory: Callable[[Profile], Any], enforce_budget: bool = False):
         """engine_factory: profile -> engine, called once on first use (app.py, the composition root, passes
@@ -156,85 +148,6 @@ class Studio(Shooting, CharacterLoras):
             device=engine.device, dtype=str(engine.dtype).replace("torch.", ""), versions=dict(engine.versions),
             extra=extra or {},
         )
-
-    def _render(self, recipe: Recipe | list[Recipe], embeds: bytes | None = None,
-                reference: Image.Image | None = None):
-        """One pipeline call, when this request's turn at the render gate comes (customizer/gate.py); stopped
-        between steps if the request's client goes away."""
-        owner, cancelled = _REQUEST.get() or ("local", None)
-        with self.gate.slot(owner, cancelled), cancel.watching(cancelled):
-            return self._render_gpu(recipe, embeds, reference)
-
-    @gpu(duration=120)
-    def _render_gpu(self, recipe: Recipe | list[Recipe], embeds: bytes | None = None,
-                    reference: Image.Image | None = None):
-        """One pipeline call: a recipe -> (image, timings); the recipes of one batch -> [(image, timings), ...]
-        (Engine.render_batch). The one place the Studio renders, so a GPU lease covers a whole batch."""
-        first = recipe[0] if isinstance(recipe, list) else recipe
-        sha = first.character_lora_sha256
-        kwargs = {"reference_embeds": embeds, "reference_image": reference,
-                  "character_lora": self.store.lora_path(sha) if sha else None}
-        if isinstance(recipe, list):
-            return self.engine.render_batch(recipe, **kwargs)
-        return self.engine.render(recipe, **kwargs)
-
-    def _render_series(self, kind: str, count: int, progress: Progress, recipe_for: Callable[[int], Recipe],
-                       save: Callable[[Image.Image, dict], dict], embeds: bytes | None = None,
-                       reference: Image.Image | None = None) -> list[dict[str, Any]]:
-        """Render recipe_for(0..count-1) one by one, storing each as soon as it exists (nothing lost on a crash)."""
-        saved = []
-        for i in range(count):
-            progress(i / count, f"{kind} {i + 1} of {count}")
-            recipe = recipe_for(i)
-            t0 = time.perf_counter()
-            image, timings = self._render(recipe, embeds, reference)
-            recipe = recipe.replace(extra=recipe.extra | {"seconds": round(time.perf_counter() - t0, 3),
-                                                          "timings": timings})
-            saved.append(save(image, recipe.to_dict()))
-        progress(1.0, "done")
-        return saved
-
-    def _render_batched(self, label: str, recipes: list[Recipe], progress: Progress,
-                        save: Callable[[Image.Image, dict], dict]) -> list[dict[str, Any]]:
-        """Render the recipes of one batch (Recipe.batch) in one pipeline call, then store each. Each recipe's
-        timings are the whole batch's: extra["batch_seconds"] instead of a per-image "seconds"."""
-        progress(0.0, f"{len(recipes)} {label} in one batch")
-        t0 = time.perf_counter()
-        rendered = self._render(recipes)
-        facts = {"batch_seconds": round(time.perf_counter() - t0, 3)}
-        saved = [save(image, recipe.replace(extra=recipe.extra | facts | {"timings": timings}).to_dict())
-                 for recipe, (image, timings) in zip(recipes, rendered)]
-        progress(1.0, "done")
-        return saved
-
-    # ---- compute budget ------------------------------------------------------------------------------------
-    @property
-    def budget(self) -> budgets.BudgetConfig | None:
-        """The compute budget requests are held to (None: no limit)."""
-        return self.profile.budget if self.enforce_budget else None
-
-    def check_budget(self, settings: Settings, images: int, per_render: int = 1) -> budgets.Estimate:
-        """The request's cost estimate; BudgetError (estimate and limit) over the profile's budget. images: every
-        render the request may take; per_render: images in one pipeline call."""
-        return budgets.check(self.budget, "request", settings.width, settings.height, settings.steps, images,
-                            settings.upscale, per_render=per_render)
-
-    def budget_fit(self, kind: str, width: int, height: int, steps: int, images: int,
-                   upscale: bool = False) -> budgets.Fit:
-        """What the Advanced controls may offer for a `kind` request ("design": images are one batched call;
-        "selfie": each image may take every likeness attempt; "pack": the pack's slots, each one attempt-bounded)."""
-        from .settings import SIZE, STEPS
-
-        per_image = 1 if kind == "design" else self.attempts_per_selfie
-        if kind == "pack":
-            images = len(pack_kind().values)
-        cap = MAX_CANDIDATES if kind == "design" else MAX_SELFIES
-        return budgets.fit(self.budget, width, height, steps, images, STEPS[1], SIZE[1], cap,
-                          per_image=per_image, batched=kind == "design", upscale=upscale)
-
-    @property
-    def attempts_per_selfie(self) -> int:
-        return self.likeness_policy[1]
 
     # ---- design and lock -----------------------------------------------------------------------------------
     @_one_request
