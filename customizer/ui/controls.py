@@ -123,3 +123,17 @@ def follow_budget(studio: Studio, kind: str, adv: Advanced, count: gr.Slider) ->
     for control in watched:
         control.change(update, set(watched), [adv.steps, adv.width, adv.height, count, adv.estimate], queue=False,
                        show_progress="hidden", api_visibility="undocumented")
+
+
+def run_controls(studio: Studio, kind: str, count_label: str, count: int, count_id: str):
+    """The row under a tab's own inputs - seed, randomize, how many (up to what the budget allows) - and the
+    Advanced settings, kept within the budget together (design and selfie tabs share it)."""
+    profile = studio.profile
+    with gr.Row():
+        seed = gr.Number(value=1234, precision=0, label="Seed")
+        randomize = gr.Checkbox(True, label="Randomize seed")
+        most = studio.budget_fit(kind, profile.width, profile.height, profile.steps, 1).images_max
+        how_many = gr.Slider(1, most, value=count, step=1, label=count_label, elem_id=count_id)
+    adv = advanced_controls(studio, kind, kind, count)
+    follow_budget(studio, kind, adv, how_many)
+    return seed, randomize, how_many, adv

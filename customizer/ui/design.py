@@ -11,7 +11,7 @@ import gradio as gr
 from ..character import AGE_MAX, AGE_MIN, DEFAULT_AGE, catalogue
 from . import views
 from .common import PX_CLASS, RENDER, Page, caption, client_gone, grid, progress_cb, shown_side
-from .controls import advanced_controls, follow_budget
+from .controls import run_controls
 from .selfie import studio_outputs
 
 
@@ -36,13 +36,7 @@ def layout(page: Page) -> SimpleNamespace:
             d.inputs["theme_strength"] = gr.Slider(0, 1, value=0.8, step=0.05, label="Theme strength")
             d.inputs["extra"] = gr.Textbox(label="Extra details", lines=2,
                                            placeholder="freckles, a scar over the left eyebrow ...")
-            with gr.Row():
-                d.seed = gr.Number(value=1234, precision=0, label="Seed")
-                d.randomize = gr.Checkbox(True, label="Randomize seed")
-                most = studio.budget_fit("design", profile.width, profile.height, profile.steps, 1).images_max
-                d.count = gr.Slider(1, most, value=2, step=1, label="Candidates", elem_id="design-candidates")
-            d.adv = advanced_controls(studio, "design", "design", 2)
-            follow_budget(studio, "design", d.adv, d.count)
+            d.seed, d.randomize, d.count, d.adv = run_controls(studio, "design", "Candidates", 2, "design-candidates")
         with gr.Column(scale=3):
             d.draft = gr.Markdown("New character: **Generate candidates** starts it.", elem_id="design-draft",
                                   elem_classes="status-line")

@@ -11,7 +11,7 @@ from ..likeness import badge
 from ..packs import pack_kind
 from . import lora, views
 from .common import KEEP_OUTFIT, PX_CLASS, RENDER, Page, client_gone, grid, progress_cb, shown_side
-from .controls import advanced_controls, follow_budget
+from .controls import run_controls
 
 
 def layout(page: Page) -> SimpleNamespace:
@@ -39,13 +39,7 @@ def layout(page: Page) -> SimpleNamespace:
             s.likeness = gr.Slider(0, 1, value=0.7, step=0.05, label="Likeness vs freedom",
                                    info="1 = stick to the reference, 0 = follow the prompt freely")
             lora.layout(page, s)
-            with gr.Row():
-                s.seed = gr.Number(value=1234, precision=0, label="Seed")
-                s.randomize = gr.Checkbox(True, label="Randomize seed")
-                most = studio.budget_fit("selfie", profile.width, profile.height, profile.steps, 1).images_max
-                s.count = gr.Slider(1, most, value=1, step=1, label="Count", elem_id="selfie-count")
-            s.adv = advanced_controls(studio, "selfie", "selfie", 1)
-            follow_budget(studio, "selfie", s.adv, s.count)
+            s.seed, s.randomize, s.count, s.adv = run_controls(studio, "selfie", "Count", 1, "selfie-count")
         with gr.Column(scale=3):
             s.take = gr.Button("Take selfie", variant="primary", elem_id="take-selfie")
             s.info = gr.Markdown("", elem_id="selfie-info")
