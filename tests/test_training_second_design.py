@@ -243,6 +243,38 @@ def test_assembled_model_card_keeps_the_encoders_and_learning_curves(
     assert "learning_curve.png" in (out / "README.md").read_text()
 
 
+def test_init_from_an_assembled_model_starts_from_its_weights_and_refuses_another_shape(
+        latents, vae_dir, text_encoder_run, image_encoder_run, runs, tmp_path):
+    from safetensors.torch import load_file
+
+    common_args = ["--latents", str(latents), "--vae", str(vae_dir), *FAST, "--sample-prompts", "1",
+                   "--save-dtype", "fp32", "--text-encoder", str(text_encoder_run), "--image-encoder",
+                   str(image_encoder_run), "--global-text"]
+    first = runs / "base-to-assemble"
+    assert train_base.main([*common_args, "--out", str(first), "--steps", "2"]) == 0
+    model = tmp_path / "assembled"          # the layout assemble.py writes (unet/ and ip_adapter/ side by side)
+    model.mkdir()
+    (model / "unet").symlink_to(first / "pipeline" / "unet")
+    (model / "ip_adapter").symlink_to(first / "ip_adapter")
+    # lr 0: the continued run's weights stay exactly what it started from, so the saved files show the start
+    warm = runs / "base-warm"
+    assert train_base.main([*common_args, "--out", str(warm), "--steps", "1", "--lr", "0", "--seed", "7",
+                            "--init-from", str(model)]) == 0
+    for rel in ("pipeline/unet/diffusion_pytorch_model.safetensors", "ip_adapter/ip_adapter.safetensors"):
+        a, b = load_file(first / rel), load_file(warm / rel)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), rel
+    start = log_events(warm, "start")[0]
+    assert start["warm_start"]["init_from"] == str(model) and start["warm_start"]["adapter_tensors"] > 0
+    cold = runs / "base-cold"               # the same run without --init-from draws other weights
+    assert train_base.main([*common_args, "--out", str(cold), "--steps", "1", "--lr", "0", "--seed", "7"]) == 0
+    a = load_file(first / "pipeline/unet/diffusion_pytorch_model.safetensors")
+    b = load_file(cold / "pipeline/unet/diffusion_pytorch_model.safetensors")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    no_global = [a for a in common_args if a != "--global-text"]
+    with pytest.raises(SystemExit, match="another shape"):
+        train_base.main([*no_global, "--out", str(runs / "base-other"), "--steps", "1", "--init-from", str(model)])
+
+
 def test_crop_windows_are_deterministic_and_land_on_the_details():
     from customizer.training.common import RenderStream
 

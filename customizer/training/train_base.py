@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                          "states computed once (a step runs the UNet alone)")
     ap.add_argument("--image-encoder", type=Path, default=None,
                     help="train_image_encoder run folder: its encoder, frozen, with every reference embedded once")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from this assembled model's UNet + IP-Adapter (e.g. assets/bundled; warm_start.py)")
     ap.add_argument("--global-text", action="store_true",
                     help="UNet addition_embed_type 'text': the pooled prompt is added to the time embedding, so every "
                          "resnet sees it (diffusers' TextTimeEmbedding)")
@@ -276,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             image_encoder = ip_adapter.build_image_encoder(geo, args.seed + 2)
         image_encoder = image_encoder.to(dev.device)
+    warm = None
+    if args.init_from is not None and state is None:   # a resumed run loads its own checkpoint below instead
+        from .warm_start import load_into
+
+        warm = {"init_from": str(args.init_from), **load_into(unet, args.init_from, use_ip)}
     unet, text_encoder = unet.to(dev.device), text_encoder.to(dev.device)
     # one EMA over everything that is trained together (a UNet average paired with a live encoder would mismatch)
     trained = torch.nn.ModuleDict({"unet": unet}
@@ -337,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                   caption_dropout=args.caption_dropout, ip_states=list(ip_shares) if use_ip else None,
                   frozen_text_encoder=str(args.text_encoder) if args.text_encoder else None,
                   frozen_image_encoder=str(args.image_encoder) if args.image_encoder else None,
-                  global_text=args.global_text, precompute_seconds=precompute_seconds,
+                  global_text=args.global_text, precompute_seconds=precompute_seconds, warm_start=warm,
                   trained_params=sum(p.numel() for p in trained.parameters()))
     else:
         log.write(event="resume", step=step, device=dev.describe())

@@ -1,0 +1,51 @@
+"""Start a base run from an assembled model's UNet and IP-Adapter (train_base --init-from).
+
+Why: a run folder with its checkpoint lives outside the repository and can be lost between working sessions; the
+assembled model (assets/bundled) is committed. Continuing from it with a fresh schedule costs the latents (about
+8 minutes) instead of every stage again. Its frozen encoders and VAE are the model's own (train_base --text-encoder
+DIR --image-encoder DIR/ip_adapter --vae DIR/vae), so the UNet meets the conditioning it was trained on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+UNET_FILE = Path("unet") / "diffusion_pytorch_model.safetensors"
+ADAPTER_FILE = Path("ip_adapter") / "ip_adapter.safetensors"
+
+
+def load_into(unet, model_dir: Path, use_ip: bool) -> dict:
+    """Copy model_dir's UNet (and adapter when use_ip) weights into the training UNet, in fp32, in place.
+
+    Refuses a model of another shape (a key missing or left over, or another tensor shape), so a warm start never
+    silently trains half a model from scratch. Returns what was loaded, for the run's log."""
+    from safetensors.torch import load_file
+
+    from ..engine import ip_adapter
+
+    model_dir = Path(model_dir)
+    for rel in (UNET_FILE, *((ADAPTER_FILE,) if use_ip else ())):
+        if not (model_dir / rel).is_file():
+            raise SystemExit(f"--init-from {model_dir}: no {rel} (an assembled model folder, e.g. assets/bundled)")
+    saved = {k: v.float() for k, v in load_file(model_dir / UNET_FILE).items()}
+    own = ip_adapter.base_unet_state_dict(unet)
+    missing, extra = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    wrong = [k for k in set(own) & set(saved) if own[k].shape != saved[k].shape]
+    if missing or extra or wrong:
+        raise SystemExit(f"--init-from {model_dir}: its UNet has another shape (missing {missing[:3]}, "
+                         f"unexpected {extra[:3]}, other shapes {wrong[:3]}): same geometry and --global-text needed")
+    with torch.no_grad():
+        own_params = dict(unet.named_parameters()) | dict(unet.named_buffers())
+        for k, v in saved.items():
+            own_params[k].copy_(v)
+    loaded = {"unet_tensors": len(saved)}
+    if use_ip:
+        flat = {k: v.float() for k, v in load_file(model_dir / ADAPTER_FILE).items()}
+        before = ip_adapter.adapter_state_dict(unet)
+        if set(flat) != set(before) or any(flat[k].shape != before[k].shape for k in flat):
+            raise SystemExit(f"--init-from {model_dir}: its IP-Adapter has another shape")
+        unet._load_ip_adapter_weights([ip_adapter.split_state_dict(flat)], low_cpu_mem_usage=False)
+        unet.to(torch.float32)
+        loaded["adapter_tensors"] = len(flat)
+    return loaded
