@@ -133,8 +133,9 @@ their weight alone (the captions never contained theme words), so the app's them
 {chr(10).join(rows)}
 
 {curves}
-Reproduce: the commands in `customizer/training/README.md` (each stage resumable with `--max-minutes` and
-`--resume`); `training.json` holds every stage's hyper-parameters as logged at its start.
+Reproduce with one command, from the repository root (every stage resumes where it stopped, so it can be repeated
+across working sessions): `python -m customizer.training.all --runs DIR --budget small`. The stages' own commands
+are in `customizer/training/README.md`; `training.json` holds every stage's hyper-parameters as logged at its start.
 """
 
 
