@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 UNET_FILE = Path("unet") / "diffusion_pytorch_model.safetensors"
 ADAPTER_FILE = Path("ip_adapter") / "ip_adapter.safetensors"
 
@@ -35,10 +33,7 @@ def load_into(unet, model_dir: Path, use_ip: bool) -> dict:
     if missing or extra or wrong:
         raise SystemExit(f"--init-from {model_dir}: its UNet has another shape (missing {missing[:3]}, "
                          f"unexpected {extra[:3]}, other shapes {wrong[:3]}): same geometry and --global-text needed")
-    with torch.no_grad():
-        own_params = dict(unet.named_parameters()) | dict(unet.named_buffers())
-        for k, v in saved.items():
-            own_params[k].copy_(v)
+    unet.load_state_dict(saved, strict=False)   # the adapter's keys are not in this file; nothing else is missing
     loaded = {"unet_tensors": len(saved)}
     if use_ip:
         flat = {k: v.float() for k, v in load_file(model_dir / ADAPTER_FILE).items()}
@@ -46,6 +41,5 @@ def load_into(unet, model_dir: Path, use_ip: bool) -> dict:
         if set(flat) != set(before) or any(flat[k].shape != before[k].shape for k in flat):
             raise SystemExit(f"--init-from {model_dir}: its IP-Adapter has another shape")
         unet._load_ip_adapter_weights([ip_adapter.split_state_dict(flat)], low_cpu_mem_usage=False)
-        unet.to(torch.float32)
         loaded["adapter_tensors"] = len(flat)
     return loaded
