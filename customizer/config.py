@@ -69,7 +69,8 @@ def _likeness(raw: Any, base: Path) -> LikenessConfig | None:
 
 # The defaults of the fields that were keys of a free `Profile.extra` mapping before every key got a typed field.
 EXTENSION_DEFAULTS: dict[str, Any] = {"ip_scale": (0.0, 1.0), "fuse_lora": True, "reference_sheet": True,
-                                      "character_lora": {}}
+                                      "character_lora": {}, "selfie_prompt": "full"}
+SELFIE_PROMPTS = ("full", "from_reference")   # the prompts.yaml template of a selfie with a reference
 
 
 @dataclass(frozen=True)
@@ -98,17 +99,19 @@ class Profile:
     fuse_lora: bool = True  # fuse theme/character LoRAs into the UNet weights (engine/lora_fuse.py)
     reference_sheet: bool = True  # render the reference sheet at lock (customizer/refsheet.py)
     character_lora: dict[str, Any] = field(default_factory=dict)  # training overrides (customizer/charlora.py)
+    # "from_reference": selfies with a reference leave hair, eyes and skin to it (prompts.yaml); "full" restates them
+    selfie_prompt: str = "full"
 
     def __post_init__(self) -> None:
-        """The four fields above are checked here too, so a Profile built in code (dataclasses.replace) is held to
+        """The extension fields above are checked here too, so a Profile built in code (dataclasses.replace) is held to
         what the config file is held to."""
         for key, value in _extension_fields(self.name, {k: getattr(self, k) for k in EXTENSION_DEFAULTS}).items():
             object.__setattr__(self, key, value)
 
 
 def _extension_fields(name: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """The checked values of ip_scale, fuse_lora, reference_sheet and character_lora (a ConfigError naming the
-    profile and the key)."""
+    """The checked values of ip_scale, fuse_lora, reference_sheet, selfie_prompt and character_lora (a ConfigError
+    naming the profile and the key)."""
     from . import charlora  # charlora reads data files; it imports nothing of config
 
     out = {}
@@ -116,6 +119,7 @@ def _extension_fields(name: str, raw: dict[str, Any]) -> dict[str, Any]:
         out["ip_scale"] = schema.span("ip_scale", raw.get("ip_scale", EXTENSION_DEFAULTS["ip_scale"]), 0.0, 2.0)
         out["fuse_lora"] = schema.flag("fuse_lora", raw.get("fuse_lora", True))
         out["reference_sheet"] = schema.flag("reference_sheet", raw.get("reference_sheet", True))
+        out["selfie_prompt"] = schema.choice("selfie_prompt", raw.get("selfie_prompt", "full"), SELFIE_PROMPTS)
     except ValueError as e:
         raise ConfigError(f"profile {name!r}: {e}") from None
     overrides = raw.get("character_lora") or {}

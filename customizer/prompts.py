@@ -95,7 +95,8 @@ def portrait_prompt(spec: CharacterSpec, theme_triggers: str | None = None, nega
 
 
 def selfie_prompt(spec: CharacterSpec, selfie: SelfieSpec, theme_triggers: str | None = None,
-                  negative: str | None = None) -> Prompt:
+                  negative: str | None = None, from_reference: bool = False) -> Prompt:
+    """from_reference: the template that leaves hair, eyes and skin to the locked reference (prompts.yaml)."""
     spec, selfie = spec.validate(), selfie.validate()
     cat, studio = catalogue(), selfie_catalogue()
     values = _character_values(spec, theme_triggers)
@@ -106,5 +107,6 @@ def selfie_prompt(spec: CharacterSpec, selfie: SelfieSpec, theme_triggers: str |
     values["expression"] = studio["expression"].choices[selfie.expression]
     values["framing"] = studio["framing"].choices[selfie.framing]
     values["extra"] = ", ".join(p for p in (spec.extra, selfie.extra) if p)  # the character's marks stay on
-    return Prompt(_render(_templates()["selfie"]["parts"], values),
+    template = _templates()["selfie_from_reference" if from_reference else "selfie"]
+    return Prompt(_render(template["parts"], values),
                   with_safety(default_negative() if negative is None else negative))

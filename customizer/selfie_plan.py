@@ -63,6 +63,7 @@ class Plan:
     lora: dict | None = None                   # the character LoRA selfies use (the store's row), or None
     lora_strength: float = 0.0                 # its strength when the shot does not set one
     sheet_facts: dict = field(default_factory=dict)  # recipe.extra["sheet"]: the views used and left out
+    from_reference: bool = False               # the prompt leaves the look to the reference (profile.selfie_prompt)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def recipe_inputs(plan: Plan, shot: Shot) -> dict[str, Any]:
                                          "images": len(use["facts"].get("images", []))}}
     cond = plan.conditioning
     return {
-        "kind": plan.kind, "prompt": selfie_prompt(plan.spec, sel, plan.triggers, plan.settings.negative),
+        "kind": plan.kind, "prompt": selfie_prompt(plan.spec, sel, plan.triggers, plan.settings.negative,
+                                                       plan.from_reference),
         "settings": plan.settings, "loras": adapters, "ip_scale": ip_scale(plan, sel.likeness),
         "reference_sha": plan.reference_sha,
         "controlnet": {"model": plan.controlnet["model"], "control": plan.controlnet["control"],

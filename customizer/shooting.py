@@ -102,7 +102,9 @@ class Shooting:
                     reference_image=ref_image, band=band, max_attempts=1 if sheet_view else attempts,
                     lora=None if sheet_view else self.current_lora(reference, owner),  # views are what it learns
                     lora_strength=self.lora_settings["strength"],
-                    sheet_facts={"sheet": cond.facts(band)} if cond and not sheet_view else {})
+                    sheet_facts={"sheet": cond.facts(band)} if cond and not sheet_view else {},
+                    # only where a reference conditions the picture (a profile without an IP-Adapter has none)
+                    from_reference=cond is not None and self.profile.selfie_prompt == "from_reference")
 
     def _shoot(self, plan: Plan, reference: dict, shot: Shot, report: Callable[[str], None]) -> Taken:
         """Take one picture of the plan: render, score against the reference (and the sheet views that condition

@@ -167,6 +167,10 @@ def test_every_profile_key_is_a_typed_field(tmp_path):
         "character_lora": {"steps": 30, "lr": 1, "targets": ["to_q"]}}}))
     p = cfg.profile("p")
     assert p.ip_scale == (0.2, 0.8) and p.fuse_lora is False and p.reference_sheet is False
+    assert p.selfie_prompt == "full"                                  # the default restates the look
+    assert dataclasses.replace(p, selfie_prompt="from_reference").selfie_prompt == "from_reference"
+    with pytest.raises(ConfigError, match="profile 'p': selfie_prompt must be one of full, from_reference"):
+        dataclasses.replace(p, selfie_prompt="short")
     assert p.character_lora == {"steps": 30, "lr": 1.0, "targets": ["to_q"]} and isinstance(p.character_lora["lr"],
                                                                                              float)
     # a Profile built in code is checked like the file
@@ -200,6 +204,7 @@ def test_an_unknown_key_is_refused_with_the_profile_and_the_key(tmp_path, profil
     ({"base_model": "./m", "ip_scale": [0.9, 0.1]}, "ip_scale must be [low, high]"),
     ({"base_model": "./m", "ip_scale": 0.5}, "ip_scale must be [low, high]"),
     ({"base_model": "./m", "fuse_lora": "yes"}, "fuse_lora must be true or false"),
+    ({"base_model": "./m", "selfie_prompt": "bare"}, "selfie_prompt must be one of full, from_reference"),
     ({"base_model": "./m", "character_lora": {"steps": 0}}, "at least 1"),
     ({"base_model": "./m", "character_lora": "fast"}, "mapping"),
     ({"base_model": "./m", "steps": 2.5}, "steps must be a whole number"),

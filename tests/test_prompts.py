@@ -58,6 +58,23 @@ def test_selfie_outfit_override_replaces_designed_outfit():
     assert CAT["outfit"].choices["casual"] in selfie_prompt(designed, SelfieSpec()).positive
 
 
+def test_selfie_from_reference_leaves_the_look_to_the_reference():
+    s = spec(hair_colour="blue", hair_style="curly", hair_length="long", eye_colour="green", skin_tone="dark",
+             body_type="athletic", outfit="armour", extra="freckles")
+    selfie = SelfieSpec(scene="beach", expression="happy", framing="half body")
+    full = selfie_prompt(s, selfie).positive
+    bare = selfie_prompt(s, selfie, from_reference=True).positive
+    for key in ("hair_colour", "hair_style", "hair_length", "eye_colour", "skin_tone"):
+        assert CAT[key].choices[getattr(s, key)] in full, key
+        assert CAT[key].choices[getattr(s, key)] not in bare, key
+    # what a close-up reference cannot show, the shot itself and the character's marks stay in words
+    for text in (CAT["body_type"].choices["athletic"], CAT["outfit"].choices["armour"], "freckles",
+                 *(STUDIO[k].choices[getattr(selfie, k)] for k in STUDIO)):
+        assert text in bare, text
+    assert bare.endswith(QUALITY)
+    assert_clean(bare)
+
+
 def test_selfie_custom_scene_and_appended_scene_text():
     custom = selfie_prompt(spec(), SelfieSpec(scene="custom", scene_text="on a neon rooftop")).positive
     assert "on a neon rooftop" in custom

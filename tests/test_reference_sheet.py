@@ -183,6 +183,20 @@ def test_selfie_is_conditioned_on_the_sheet_records_it_and_reproduces(make_studi
     assert all(i["recipe"]["conditioning_sha256"] == shas for i in pack["items"])
 
 
+def test_a_from_reference_profile_leaves_the_look_to_the_reference_and_reproduces(make_studio):
+    st = make_studio(selfie_prompt="from_reference")
+    cid, ref = design_and_lock(st)
+    assert "black hair" in st.store.read_recipe(ref["image_sha256"])["prompt"]   # the design states it
+    views = [v["recipe"]["prompt"] for v in ref["sheet"]]
+    s = st.selfie(cid, {"scene": "beach", "likeness": 1.0}, seed=12)[0]
+    for prompt in [*views, s["recipe"]["prompt"]]:          # every picture conditioned on the reference
+        assert "hair" not in prompt and "grey eyes" not in prompt and "adult" in prompt, prompt
+    _, same = st.reproduce(s["image_sha256"])
+    assert same
+    full = make_studio().selfie(cid, {"scene": "beach", "likeness": 1.0}, seed=12)[0]
+    assert "black hair" in full["recipe"]["prompt"]
+
+
 def test_the_unet_gets_every_conditioning_image(make_studio, tiny_engine, monkeypatch):
     """The multi-image path changes what the UNet is given: [2, 1 + views, dim] image embeddings whose first
     image is the reference's own embedding and whose others are the views'."""

@@ -60,6 +60,16 @@ def test_recipe_inputs_carry_conditioning_lora_and_pose():
     assert bare["ip_scale"] == 0.0 and bare["conditioning"] is None and bare["controlnet"] is None
 
 
+def test_a_plan_from_the_reference_prompts_without_the_look():
+    from customizer.prompts import selfie_prompt
+
+    shot = Shot(SelfieSpec(scene="beach"), 1)
+    full, short = (recipe_inputs(plan(from_reference=f), shot)["prompt"] for f in (False, True))
+    assert full == selfie_prompt(CharacterSpec.default(), shot.selfie)
+    assert short == selfie_prompt(CharacterSpec.default(), shot.selfie, from_reference=True)
+    assert "hair" in full.positive and "hair" not in short.positive and short.negative == full.negative
+
+
 @pytest.mark.parametrize("scores, max_attempts, kept_at", [
     ([0.2, 0.95, 0.7], 3, 3),   # drift, copy, then in the band: stops there
     ([0.6], 3, 1),              # in the band at once: one render

@@ -178,6 +178,51 @@ def test_precomputed_encoders_give_the_same_prediction_as_running_them(latents, 
     assert torch.allclose(pa, pb, atol=2e-3)             # fp16-stored text states: close, not bit-equal
 
 
+def test_appearance_drop_captions_only_reference_selfies_without_the_look(latents, text_encoder_run):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from customizer.character import catalogue
+    from customizer.engine import diffusion_step
+    from customizer.training.corpus import reference_captions
+
+    data = torch.load(latents, map_location="cpu", weights_only=False)
+    bare = reference_captions(data["records"], themed=True)
+    cat = catalogue()
+    for rec, full, text in zip(data["records"], data["captions"], bare):
+        if rec["kind"] != "selfie":
+            assert text == full                          # a portrait is never conditioned on a reference
+            continue
+        for key in ("hair_colour", "eye_colour", "skin_tone"):
+            fragment = cat[key].choices[rec["attrs"][key]]
+            assert fragment in full and fragment not in text, key
+        assert cat["outfit"].choices[rec["attrs"]["outfit"]] in text
+    te = CLIPTextModel.from_pretrained(text_encoder_run / "text_encoder").eval()
+    tok = CLIPTokenizer.from_pretrained(text_encoder_run / "tokenizer")
+
+    def tokenize(texts):
+        return tok(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+
+    plain = diffusion_step.Corpus.from_file_data(data, tokenize, "bad").precompute(te)
+    swapped = diffusion_step.Corpus.from_file_data(data, tokenize, "bad", bare).precompute(te)
+    alphas = train_base.noise_scheduler().alphas_cumprod
+    shares = (0.6, 0.2, 0.2)
+    a = diffusion_step.draw(plain, torch.Generator().manual_seed(5), 64, diffusion_step.Conditioning(0.1, 0.5, shares),
+                            alphas, "cpu")
+    b = diffusion_step.draw(swapped, torch.Generator().manual_seed(5), 64,
+                            diffusion_step.Conditioning(0.1, 0.5, shares, 1.0), alphas, "cpu")
+    assert torch.equal(a.cond, b.cond)                # the same conditions; the extra draw comes after them
+    ref = b.cond == diffusion_step.REFERENCE
+    assert ref.any() and (~ref).any()
+    assert not torch.equal(a.ids[ref], b.ids[ref]) and torch.equal(a.ids[~ref], b.ids[~ref])
+    with torch.no_grad():
+        want = te(b.ids[ref])[0]
+    assert torch.allclose(b.states[ref], want, atol=2e-3)   # the looked-up states are the encoder's, fp16-stored
+    # share 0 draws nothing: the batch stream of a run without it is unchanged
+    c = diffusion_step.draw(swapped, torch.Generator().manual_seed(5), 64,
+                            diffusion_step.Conditioning(0.1, 0.5, shares, 0.0), alphas, "cpu")
+    assert torch.equal(a.ids, c.ids) and torch.equal(a.noisy, c.noisy) and torch.equal(a.cond, c.cond)
+
+
 def test_base_on_frozen_encoders_trains_the_unet_alone_and_saves_them_unchanged(
         latents, vae_dir, text_encoder_run, image_encoder_run, runs):
     from transformers import CLIPTextModel, CLIPVisionModelWithProjection
@@ -201,7 +246,8 @@ def test_base_on_frozen_encoders_trains_the_unet_alone_and_saves_them_unchanged(
     curve = log_events(out, "curve")
     assert [c["step"] for c in curve] == [2]
     sl = curve[0]["eval_slice"]
-    assert {"attributes", "verification", "verification_no_ip_adapter", "scene", "expression"} <= set(sl)
+    assert {"attributes", "verification", "verification_no_ip_adapter", "scene", "expression",
+            "verification_from_reference", "verification_from_reference_no_ip_adapter"} <= set(sl)
     assert set(curve[0]["adherence"]) == {"hair_colour", "hair_style", "hair_length", "eye_colour", "skin_tone",
                                           "outfit", "body_type"}
     assert (out / "curve" / "sheets" / "curve_000002.png").exists()
@@ -241,6 +287,36 @@ def test_assembled_model_card_keeps_the_encoders_and_learning_curves(
     assert saved["stages"]["text_encoder"]["steps_done"] == 3
     assert (out / "learning_curve.png").exists()
     assert "learning_curve.png" in (out / "README.md").read_text()
+
+
+def test_a_base_continued_from_an_assembled_model_adds_up_on_its_card(
+        latents, vae_dir, text_encoder_run, image_encoder_run, runs):
+    from customizer.training import assemble
+
+    model = runs / "bundled"
+    if not (model / "training.json").exists():
+        pytest.skip("needs the model assembled above")
+    previous = json.loads((model / "training.json").read_text())
+    before = previous["stages"]["base + ip_adapter"]
+    run = runs / "base-continued"
+    assert train_base.main(["--latents", str(latents), "--vae", str(model / "vae"), "--out", str(run), "--steps", "2",
+                            *FAST, "--sample-prompts", "1", "--save-dtype", "fp32", "--text-encoder", str(model),
+                            "--image-encoder", str(model / "ip_adapter"), "--global-text", "--init-from", str(model),
+                            "--appearance-drop", "0.5", "--curve-every", "2", "--curve-instruments", INSTRUMENTS,
+                            "--curve-characters", "2"]) == 0
+    assert log_events(run, "start")[0]["appearance_drop"] == 0.5
+    facts = assemble.assemble(None, run, [], runs / "bundled-continued", max_mb=60, previous=previous)
+    base = facts["stages"]["base + ip_adapter"]
+    assert base["steps_done"] == before["steps_done"] + 2 and base["sessions"] == before["sessions"] + 1
+    assert base["train_seconds"] >= before["train_seconds"]
+    # one learning curve over both runs: the continued run's points go on from the model's last step
+    assert [c["step"] for c in base["curve"]] == [*(c["step"] for c in before["curve"]), before["steps_done"] + 2]
+    assert base["continued"][0]["from_step"] == before["steps_done"]
+    assert base["continued"][0]["start"]["warm_start"]["init_from"] == str(model)
+    for stage in ("vae", "text_encoder", "image_encoder"):     # the stages without a run keep the model's facts
+        assert facts["stages"][stage] == previous["stages"][stage]
+    with pytest.raises(SystemExit, match="--continue-from"):
+        assemble.assemble(None, run, [], runs / "bundled-nothing", max_mb=60)
 
 
 def test_init_from_an_assembled_model_starts_from_its_weights_and_refuses_another_shape(

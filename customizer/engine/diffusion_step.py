@@ -31,12 +31,16 @@ class Corpus:
     caption_states: torch.Tensor | None = None   # (N, 77, D) fp16: text_encoder(caption_ids)[0]
     uncond_states: torch.Tensor | None = None    # (2, 77, D) fp16
     ref_embeds: torch.Tensor | None = None       # (people, 1, E): ip_adapter.embed(image_encoder, references)
+    # each record's caption without the look (prompts.yaml selfie_from_reference), for Conditioning.appearance_drop
+    ref_caption_ids: torch.Tensor | None = None
+    ref_caption_states: torch.Tensor | None = None
 
     @classmethod
-    def from_file_data(cls, data: dict, tokenize, negative: str) -> Corpus:
+    def from_file_data(cls, data: dict, tokenize, negative: str, ref_captions: list[str] | None = None) -> Corpus:
         return cls(latents=data["latents"], latent_std=data.get("latent_std"),
                    caption_ids=tokenize(list(data["captions"])), uncond_ids=tokenize(["", negative]),
-                   references=data.get("references"), ref_of=data.get("ref_of"), is_portrait=data.get("is_portrait"))
+                   references=data.get("references"), ref_of=data.get("ref_of"), is_portrait=data.get("is_portrait"),
+                   ref_caption_ids=tokenize(list(ref_captions)) if ref_captions is not None else None)
 
     def __len__(self) -> int:
         return len(self.caption_ids)
@@ -50,10 +54,14 @@ class Corpus:
         if text_encoder is not None:
             was = text_encoder.training
             text_encoder.eval()
-            uniq, inverse = torch.unique(self.caption_ids, dim=0, return_inverse=True)
+            ids = self.caption_ids if self.ref_caption_ids is None else torch.cat([self.caption_ids,
+                                                                                     self.ref_caption_ids])
+            uniq, inverse = torch.unique(ids, dim=0, return_inverse=True)
             states = torch.cat([text_encoder(uniq[i:i + batch].to(device))[0].to("cpu", torch.float16)
                                 for i in range(0, len(uniq), batch)])
-            self.caption_states = states[inverse]
+            self.caption_states = states[inverse[:len(self.caption_ids)]]
+            if self.ref_caption_ids is not None:
+                self.ref_caption_states = states[inverse[len(self.caption_ids):]]
             self.uncond_states = text_encoder(self.uncond_ids.to(device))[0].to("cpu", torch.float16)
             text_encoder.train(was)
         if image_encoder is not None and self.references is not None:
@@ -70,6 +78,9 @@ class Conditioning:
     caption_dropout: float = 0.1
     negative_share: float = 0.5                   # of dropped captions: the app's negative instead of ""
     ip_shares: tuple[float, float, float] | None = None   # REFERENCE / NO_ADAPTER / ZERO_EMBED; None: no adapter
+    # of the samples conditioned on their reference: the share captioned without the look (Corpus.ref_caption_ids),
+    # so the UNet must take hair, eyes and skin from the reference; 0 draws nothing (the batch stream is unchanged)
+    appearance_drop: float = 0.0
 
 
 @dataclass
@@ -119,6 +130,11 @@ def draw(corpus: Corpus, g: torch.Generator, batch: int, conditioning: Condition
         cond[corpus.is_portrait[idx] & (cond == REFERENCE)] = NO_ADAPTER
         cond[(corpus.ref_of[idx] < 0) & (cond == REFERENCE)] = NO_ADAPTER
         cond[drop] = torch.where(r[drop] < 0.5, NO_ADAPTER, ZERO_EMBED)
+        if conditioning.appearance_drop > 0 and corpus.ref_caption_ids is not None:
+            swap = (torch.rand(batch, generator=g) < conditioning.appearance_drop) & (cond == REFERENCE)
+            ids[swap] = corpus.ref_caption_ids[idx][swap]
+            if states is not None:
+                states[swap] = corpus.ref_caption_states[idx][swap].float()
         rows = corpus.ref_of[idx].clamp(min=0)
         if corpus.ref_embeds is not None:
             ref_embeds = corpus.ref_embeds[rows].float().to(device)

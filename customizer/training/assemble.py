@@ -41,6 +41,38 @@ def stage_facts(run: Path) -> dict:
     }
 
 
+BASE = "base + ip_adapter"
+
+
+def continued(previous: dict, run: dict) -> dict:
+    """A base run warm-started from an assembled model (train_base --init-from), as one stage with that model's
+    base: steps, seconds and sessions add up, and the run's curve points go on from the previous ones (so the card's
+    learning curve is one line over all the CPU hours spent)."""
+    steps, seconds = previous["steps_done"], previous["train_seconds"]
+    return {**run, "run": f"{previous['run']} + {run['run']}", "start": previous["start"],
+            "continued": [*previous.get("continued", []), {"from_step": steps, "start": run["start"]}],
+            "steps_done": steps + run["steps_done"], "train_seconds": round(seconds + run["train_seconds"], 2),
+            "sessions": previous["sessions"] + run["sessions"],
+            "curve": [*previous.get("curve", []),
+                      *({**c, "step": c["step"] + steps, "seconds": c["seconds"] + seconds}
+                        for c in run.get("curve", []))]}
+
+
+def stages_of(vae: Path | None, base: Path, loras: list[tuple[str, Path]], encoders: dict[str, Path],
+              previous: dict | None) -> dict:
+    """Every stage's facts from its run's log; with `previous` (an assembled model's training.json, whose base the
+    run continued) the stages without a run here keep that model's facts."""
+    stages = dict(previous["stages"]) if previous else {}
+    if vae is not None:
+        stages["vae"] = stage_facts(vae)
+    stages.update({name: stage_facts(run) for name, run in encoders.items()})
+    run = stage_facts(base)
+    stages[BASE] = continued(stages[BASE], run) if previous else run
+    stages.update({f"lora {t}": stage_facts(r) for t, r in loras})
+    order = ["vae", "text_encoder", "image_encoder", BASE]
+    return {k: stages[k] for k in [*order, *sorted(set(stages) - set(order))] if k in stages}
+
+
 def folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
@@ -51,9 +83,13 @@ def _copytree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
 
 
-def assemble(vae: Path, base: Path, loras: list[Path], out: Path, max_mb: float,
-             instruments: Path | None = None, encoders: dict[str, Path] | None = None) -> dict:
-    """encoders: the runs of the pre-trained, frozen encoders (text_encoder, image_encoder), for the model card."""
+def assemble(vae: Path | None, base: Path, loras: list[Path], out: Path, max_mb: float,
+             instruments: Path | None = None, encoders: dict[str, Path] | None = None,
+             previous: dict | None = None) -> dict:
+    """encoders: the runs of the pre-trained, frozen encoders (text_encoder, image_encoder), for the model card;
+    previous: the training.json of the model the base run continued (its earlier stages' facts)."""
+    if vae is None and previous is None:
+        raise SystemExit("--vae is needed unless the base continues an assembled model (--continue-from)")
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -79,10 +115,7 @@ def assemble(vae: Path, base: Path, loras: list[Path], out: Path, max_mb: float,
     facts = {"size_mb": round(size, 2), "themes": themes,
              "parts_mb": {p.name: round(folder_mb(p) if p.is_dir() else p.stat().st_size / 1e6, 2)
                           for p in sorted(tmp.iterdir()) if p.name != "model_index.json"},
-             "stages": {"vae": stage_facts(vae),
-                        **{name: stage_facts(run) for name, run in (encoders or {}).items()},
-                        "base + ip_adapter": stage_facts(base),
-                        **{f"lora {t}": stage_facts(r) for t, r in zip(themes, loras)}}}
+             "stages": stages_of(vae, base, list(zip(themes, loras)), encoders or {}, previous)}
     (tmp / "training.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     from .curve_plot import plot_curves
 
@@ -179,7 +212,10 @@ def curve_tables(stages: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m customizer.training.assemble", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--vae", required=True, type=Path, help="train_vae run folder (for the model card)")
+    ap.add_argument("--vae", type=Path, default=None, help="train_vae run folder (for the model card)")
+    ap.add_argument("--continue-from", type=Path, default=None,
+                    help="the assembled model the base run was warm-started from (train_base --init-from): the "
+                         "stages without a run here keep its training.json facts, and the base's add up")
     ap.add_argument("--base", required=True, type=Path, help="train_base run folder (pipeline/ + ip_adapter/)")
     ap.add_argument("--lora", action="append", type=Path, default=[], help="train_lora run folder (repeat)")
     ap.add_argument("--instruments", type=Path, default=None, help="train_instruments output folder")
@@ -189,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-mb", type=float, default=60.0)
     args = ap.parse_args(argv)
     encoders = {k: v for k, v in (("text_encoder", args.text_encoder), ("image_encoder", args.image_encoder)) if v}
-    facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb, args.instruments, encoders)
+    previous = None
+    if args.continue_from is not None:
+        # read before assembling: --out may be the same folder
+        previous = json.loads((args.continue_from / "training.json").read_text(encoding="utf-8"))
+    facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb, args.instruments, encoders, previous)
     print(f"assembled {args.out}: {facts['size_mb']} MB, themes {facts['themes']}", file=sys.stderr)
     return 0
 

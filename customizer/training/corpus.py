@@ -93,6 +93,27 @@ def identity_records(identity_seed: int, start_index: int = 0, count: int | None
     return out
 
 
+def reference_captions(records: list[dict], themed: bool) -> list[str]:
+    """Each stored record's caption without the look (the app's selfie_from_reference prompt), for the samples a
+    base run conditions on the person's reference (train_base --appearance-drop). A portrait keeps its caption (it
+    is never conditioned on a reference); a selfie keeps its quality words exactly when its caption does.
+    themed: the records were rendered in one theme and captioned without theme words (encode_corpus --theme)."""
+    from .render.people import _quality_words
+
+    quality = _quality_words()
+    out = []
+    for rec in records:
+        if rec["kind"] != "selfie":
+            out.append(rec["caption"])
+            continue
+        attrs = {**rec["attrs"], "theme": "none"} if themed else rec["attrs"]
+        text = caption(attrs, Variation(**rec["variation"]), random.Random(0), kind="selfie_from_reference")
+        if quality and text.endswith(quality) and not rec["caption"].endswith(quality):
+            text = text[: -len(quality)].rstrip(", ")
+        out.append(text)
+    return out
+
+
 def iter_plan(seed: int, theme: str | None = None) -> Iterator[Record]:
     """An endless, deterministic stream of records for master seed `seed`, person by person (theme: see
     identity_records)."""

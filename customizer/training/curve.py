@@ -101,6 +101,12 @@ def eval_slice(pipe, instruments: Path, n: int, size: int, scale: float) -> tupl
     out["attribute_each"] = {k: v for k, v in on["attribute_accuracy"].items() if k not in ("mean", "theme")}
     out["verification_no_ip_adapter"] = figure(off, "identity.verification_accuracy")
     out["same_minus_different"] = on["identity"]["margin"]
+    # the same selfies prompted without hair, eyes and skin (selfie_from_reference): what the reference alone carries
+    bare = [selfie_prompt(s, SelfieSpec.from_dict(shot), from_reference=True).positive for s, shot in zip(specs, shots)]
+    for name, scale_ in (("verification_from_reference", scale), ("verification_from_reference_no_ip_adapter", 0.0)):
+        images = _draw(pipe, bare, negative, selfie_seeds, size, scale_, portraits if scale_ else None)
+        read = score(instr, [{**b, "selfies": [(im, shot)]} for b, im, shot in zip(base, images, shots)], calibrated)
+        out[name] = figure(read, "identity.verification_accuracy")
     out["n"] = n
     return out, portraits, with_ip
 

@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="shares of reference / no adapter / zero embedding as the image condition of a selfie "
                          "whose caption is kept (portraits: never their own reference; dropped captions: no "
                          "adapter or zero embedding, half each)")
+    ap.add_argument("--appearance-drop", type=float, default=0.0,
+                    help="share of the reference-conditioned selfies captioned without hair, eyes and skin (the "
+                         "app's selfie_from_reference prompt), so the UNet learns to take the look from the reference")
     ap.add_argument("--save-dtype", choices=("fp16", "fp32"), default="fp16",
                     help="weights dtype of the pipeline folder (the app casts to its device dtype on load)")
     ap.add_argument("--text-encoder", type=Path, default=None,
@@ -297,13 +300,18 @@ def main(argv: list[str] | None = None) -> int:
         return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                          return_tensors="pt").input_ids
 
-    corpus = diffusion_step.Corpus.from_file_data(data, tokenize, app_negative())
+    ref_captions = None
+    if use_ip and args.appearance_drop > 0:
+        from .corpus import reference_captions
+
+        ref_captions = reference_captions(data["records"], themed=data.get("theme") is not None)
+    corpus = diffusion_step.Corpus.from_file_data(data, tokenize, app_negative(), ref_captions)
     t_pre = time.perf_counter()
     corpus.precompute(text_encoder if args.text_encoder is not None else None,
                       image_encoder if use_ip and args.image_encoder is not None else None, dev.device)
     precompute_seconds = round(time.perf_counter() - t_pre, 1)
     conditioning = diffusion_step.Conditioning(args.caption_dropout, args.negative_dropout_share,
-                                               ip_shares if use_ip else None)
+                                               ip_shares if use_ip else None, args.appearance_drop)
     n_data = len(corpus)
 
     params = [{"params": list(m.parameters())} for m in trained.values()]
@@ -342,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                   lr=args.lr, warmup=warmup, ema=args.ema, snr_gamma=args.snr_gamma,
                   prediction_type=args.prediction_type,
                   caption_dropout=args.caption_dropout, ip_states=list(ip_shares) if use_ip else None,
+                  appearance_drop=args.appearance_drop,
                   frozen_text_encoder=str(args.text_encoder) if args.text_encoder else None,
                   frozen_image_encoder=str(args.image_encoder) if args.image_encoder else None,
                   global_text=args.global_text, precompute_seconds=precompute_seconds, warm_start=warm,

@@ -115,21 +115,22 @@ def random_attrs(rng: random.Random) -> dict:
 def caption(attrs: dict, variation: Variation, rng: random.Random, kind: str = "selfie") -> str:
     """The training caption: the app's own prompt for this spec (prompts.py), so training and inference agree.
 
-    kind "selfie" uses the selfie template (framing, expression, scene); "portrait" the designer's portrait
-    template. rng occasionally drops the constant quality words (they carry no information in this corpus).
+    kind "selfie" uses the selfie template (framing, expression, scene); "selfie_from_reference" the selfie template
+    without the hair, eyes and skin (a selfie whose look comes from the reference); "portrait" the designer's
+    portrait template. rng occasionally drops the constant quality words (they carry no information in this corpus).
     """
     from ...prompts import portrait_prompt, selfie_prompt  # late: prompts pulls in safety data
 
     spec = CharacterSpec.from_dict(attrs)
     if kind == "portrait":
         text = portrait_prompt(spec).positive
-    elif kind == "selfie":
+    elif kind in ("selfie", "selfie_from_reference"):
         scene_text = styles()["scene"][CUSTOM_SCENE].get("text", "") if variation.scene == CUSTOM_SCENE else ""
         selfie = SelfieSpec(scene=variation.scene, scene_text=scene_text, expression=variation.expression,
                             framing=variation.framing)
-        text = selfie_prompt(spec, selfie).positive
+        text = selfie_prompt(spec, selfie, from_reference=kind == "selfie_from_reference").positive
     else:
-        raise ValueError(f"caption kind must be 'selfie' or 'portrait', got {kind!r}")
+        raise ValueError(f"caption kind must be 'selfie', 'selfie_from_reference' or 'portrait', got {kind!r}")
     if rng.random() < 0.1:
         quality = _quality_words()
         if quality and text.endswith(quality):
