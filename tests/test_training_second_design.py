@@ -145,6 +145,43 @@ def test_image_encoder_report_measures_it_and_the_judge_on_the_same_pairs(image_
     assert (image_encoder_run / "image_encoder" / "config.json").exists()
 
 
+def test_image_encoder_look_heads_and_warm_start(image_encoder_run, runs):
+    from safetensors.torch import load_file
+
+    from customizer.training import train_image_encoder
+
+    out = runs / "image_encoder_look"
+    # lr 0: the saved encoder is exactly the one it started from, so the warm start shows
+    assert train_image_encoder.main(["--out", str(out), "--steps", "2", *FAST, "--batch", "1", "--workers", "0",
+                                     "--eval-people", "4", "--lr", "0", "--init-from", str(image_encoder_run),
+                                     "--look-heads", "hair_colour,eye_colour,skin_tone"]) == 0
+    start = log_events(out, "start")[0]
+    assert start["look_heads"] == ["hair_colour", "eye_colour", "skin_tone"] and start["init_from"]
+    steps = [r for r in common.JsonlLog(out / common.LOG, echo=False).read() if "loss" in r]
+    assert all(0 <= r["eye_colour_accuracy"] <= 1 for r in steps)
+    a = load_file(image_encoder_run / "image_encoder" / "model.safetensors")
+    b = load_file(out / "image_encoder" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(SystemExit, match="unknown"):
+        train_image_encoder.main(["--out", str(runs / "image_encoder_bad"), "--steps", "1", *FAST,
+                                  "--look-heads", "hair_colour,nose"])
+
+
+def test_reference_look_probe_reads_each_attribute_against_its_majority(latents, image_encoder_run):
+    from customizer.bench import reference_look
+
+    report = reference_look.measure(latents, [image_encoder_run])
+    block = report["encoders"][str(image_encoder_run)]
+    assert report["people"] == 2 and set(reference_look.ATTRIBUTES) <= set(block)
+    assert all(0 <= block[k]["probe"] <= 1 and 0 < block[k]["majority"] <= 1 for k in reference_look.ATTRIBUTES)
+    # the probe itself: a label the features state exactly is read back, one they do not is at most the majority
+    x = torch.randn(400, 8)
+    told = reference_look.probe(x, ["a" if v > 0 else "b" for v in x[:, 0].tolist()])
+    assert told["probe"] >= 0.95
+    noise = reference_look.probe(torch.randn(400, 8), ["a" if v > 0 else "b" for v in torch.randn(400).tolist()])
+    assert noise["probe"] <= 0.7
+
+
 def test_precomputed_encoders_give_the_same_prediction_as_running_them(latents, text_encoder_run):
     from transformers import CLIPTextModel, CLIPTokenizer
 
