@@ -115,3 +115,30 @@ def test_plan_freezes_pretrained_encoders_in_the_base_and_fills_the_instruments_
     assert base[base.index("--image-encoder") + 1] == str(runs / "image_encoder")
     assert base[base.index("--curve-instruments") + 1] == str(runs / "instruments")
     assert "--text-encoder" in stages["assemble"].args and stages["text_encoder"].resumable
+
+
+def test_plan_continues_the_encoder_with_look_heads_and_the_base_from_its_run(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "base": ["--steps", "2"],
+                                            "image_encoder_look": ["--steps", "2", "--look-heads", "skin_tone"],
+                                            "base_continued": ["--steps", "3", "--appearance-drop", "0.5"]}}))
+    runs = tmp_path / "runs"
+    stages = {s.name: s for s in runner.plan(runs, "t", tmp_path / "out", recipe)}
+    names = list(stages)
+    assert names.index("base") < names.index("image_encoder_look") < names.index("base_continued") \
+        < names.index("lora fantasy")
+    look = stages["image_encoder_look"].args
+    assert look[look.index("--init-from") + 1] == str(runs / "image_encoder")
+    assert look[look.index("--out") + 1] == str(runs / "image_encoder_look")
+    cont = stages["base_continued"].args
+    assert cont[cont.index("--init-from") + 1] == str(runs / "base")
+    assert cont[cont.index("--out") + 1] == str(runs / "base_continued")
+    assert cont[cont.index("--image-encoder") + 1] == str(runs / "image_encoder_look")
+    first = stages["base"].args                          # the first base keeps the encoder it was trained on
+    assert first[first.index("--image-encoder") + 1] == str(runs / "image_encoder")
+    lora = stages["lora fantasy"].args
+    assert lora[lora.index("--base") + 1] == str(runs / "base_continued")
+    asm = stages["assemble"].args
+    assert [asm[i + 1] for i, a in enumerate(asm) if a == "--base"] == [str(runs / "base"),
+                                                                        str(runs / "base_continued")]
+    assert asm[asm.index("--image-encoder-look") + 1] == str(runs / "image_encoder_look")

@@ -352,6 +352,10 @@ def test_a_base_continued_from_an_assembled_model_adds_up_on_its_card(
     assert base["continued"][0]["start"]["warm_start"]["init_from"] == str(model)
     for stage in ("vae", "text_encoder", "image_encoder"):     # the stages without a run keep the model's facts
         assert facts["stages"][stage] == previous["stages"][stage]
+    # the same chain from the run folders themselves (the recipe's base_continued stage)
+    chained = assemble.assemble(vae_dir, [runs / "base", run], [], runs / "bundled-chained", max_mb=60)
+    assert chained["stages"]["base + ip_adapter"]["steps_done"] == base["steps_done"]
+    assert [c["step"] for c in chained["stages"]["base + ip_adapter"]["curve"]] == [c["step"] for c in base["curve"]]
     with pytest.raises(SystemExit, match="--continue-from"):
         assemble.assemble(None, run, [], runs / "bundled-nothing", max_mb=60)
 
@@ -373,9 +377,12 @@ def test_init_from_an_assembled_model_starts_from_its_weights_and_refuses_anothe
     warm = runs / "base-warm"
     assert train_base.main([*common_args, "--out", str(warm), "--steps", "1", "--lr", "0", "--seed", "7",
                             "--init-from", str(model)]) == 0
+    from_run = runs / "base-warm-from-run"   # a train_base run folder (pipeline/unet/) starts a run the same way
+    assert train_base.main([*common_args, "--out", str(from_run), "--steps", "1", "--lr", "0", "--seed", "7",
+                            "--init-from", str(first)]) == 0
     for rel in ("pipeline/unet/diffusion_pytorch_model.safetensors", "ip_adapter/ip_adapter.safetensors"):
-        a, b = load_file(first / rel), load_file(warm / rel)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), rel
+        a, b, c = load_file(first / rel), load_file(warm / rel), load_file(from_run / rel)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a), rel
     start = log_events(warm, "start")[0]
     assert start["warm_start"]["init_from"] == str(model) and start["warm_start"]["adapter_tensors"] > 0
     cold = runs / "base-cold"               # the same run without --init-from draws other weights

@@ -142,6 +142,20 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
             base_args += [flag, str(run)]
     stages.append(Stage("base", "train_base", [*base_args, *fill(r["base"]), "--resume"],
                         checkpoint_step(base) >= target_step(r["base"])))
+    bases = [base]
+    if "image_encoder_look" in r and "image_encoder" in r:   # the encoder goes on with the look heads
+        run = runs / "image_encoder_look"
+        stages.append(Stage("image_encoder_look", "train_image_encoder",
+                            ["--out", str(run), "--init-from", str(runs / "image_encoder"),
+                             *fill(r["image_encoder_look"]), "--resume"],
+                            checkpoint_step(run) >= target_step(r["image_encoder_look"])))
+        base_args[base_args.index("--image-encoder") + 1] = str(run)
+    if "base_continued" in r:       # the base goes on from its run's weights, on that encoder, on a schedule of its own
+        bases.append(runs / "base_continued")
+        base_args[base_args.index("--out") + 1] = str(bases[-1])
+        stages.append(Stage("base_continued", "train_base",
+                            [*base_args, "--init-from", str(base), *fill(r["base_continued"]), "--resume"],
+                            checkpoint_step(bases[-1]) >= target_step(r["base_continued"])))
     loras = []
     for theme in r["themes"]:
         tl, lr = runs / f"latents_{theme}.pt", runs / f"lora_{theme}"
@@ -150,11 +164,11 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
                             ["--vae", str(vae), "--out", str(tl), "--theme", theme, *r["theme_latents"]],
                             latents_current(tl, vae), resumable=False))
         stages.append(Stage(f"lora {theme}", "train_lora",
-                            ["--base", str(base), "--latents", str(tl), "--theme", theme, "--out", str(lr),
+                            ["--base", str(bases[-1]), "--latents", str(tl), "--theme", theme, "--out", str(lr),
                              *r["lora"], "--resume"], checkpoint_step(lr) >= target_step(r["lora"])))
-    assemble_args = ["--vae", str(vae), "--base", str(base), *[a for lr in loras for a in ("--lora", str(lr))],
-                     "--out", str(out)]
-    for key in ("text_encoder", "image_encoder"):
+    assemble_args = ["--vae", str(vae), *[a for b in bases for a in ("--base", str(b))],
+                     *[a for lr in loras for a in ("--lora", str(lr))], "--out", str(out)]
+    for key in ("text_encoder", "image_encoder", "image_encoder_look"):
         if key in r:
             assemble_args += [f"--{key.replace('_', '-')}", str(runs / key)]
     if "instruments" in r:

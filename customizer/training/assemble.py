@@ -58,18 +58,21 @@ def continued(previous: dict, run: dict) -> dict:
                         for c in run.get("curve", []))]}
 
 
-def stages_of(vae: Path | None, base: Path, loras: list[tuple[str, Path]], encoders: dict[str, Path],
+def stages_of(vae: Path | None, bases: list[Path], loras: list[tuple[str, Path]], encoders: dict[str, Path],
               previous: dict | None) -> dict:
-    """Every stage's facts from its run's log; with `previous` (an assembled model's training.json, whose base the
-    run continued) the stages without a run here keep that model's facts."""
+    """Every stage's facts from its run's log; bases: the base runs in order, each warm-started from the one before
+    (one stage); with `previous` (an assembled model's training.json, whose base the first run continued) the
+    stages without a run here keep that model's facts."""
     stages = dict(previous["stages"]) if previous else {}
     if vae is not None:
         stages["vae"] = stage_facts(vae)
     stages.update({name: stage_facts(run) for name, run in encoders.items()})
-    run = stage_facts(base)
-    stages[BASE] = continued(stages[BASE], run) if previous else run
+    run = stages[BASE] if previous else None
+    for b in bases:
+        run = continued(run, stage_facts(b)) if run is not None else stage_facts(b)
+    stages[BASE] = run
     stages.update({f"lora {t}": stage_facts(r) for t, r in loras})
-    order = ["vae", "text_encoder", "image_encoder", BASE]
+    order = ["vae", "text_encoder", "image_encoder", "image_encoder_look", BASE]
     return {k: stages[k] for k in [*order, *sorted(set(stages) - set(order))] if k in stages}
 
 
@@ -83,11 +86,14 @@ def _copytree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
 
 
-def assemble(vae: Path | None, base: Path, loras: list[Path], out: Path, max_mb: float,
+def assemble(vae: Path | None, base: Path | list[Path], loras: list[Path], out: Path, max_mb: float,
              instruments: Path | None = None, encoders: dict[str, Path] | None = None,
              previous: dict | None = None) -> dict:
-    """encoders: the runs of the pre-trained, frozen encoders (text_encoder, image_encoder), for the model card;
-    previous: the training.json of the model the base run continued (its earlier stages' facts)."""
+    """base: the base run, or base runs each continuing the one before (the last one's weights are copied);
+    encoders: the runs of the pre-trained, frozen encoders (text_encoder, image_encoder, image_encoder_look), for
+    the model card; previous: the training.json of the model the first base run continued (its earlier stages)."""
+    bases = list(base) if isinstance(base, (list, tuple)) else [base]
+    base = bases[-1]
     if vae is None and previous is None:
         raise SystemExit("--vae is needed unless the base continues an assembled model (--continue-from)")
     tmp = out.with_name(out.name + ".tmp")
@@ -115,7 +121,7 @@ def assemble(vae: Path | None, base: Path, loras: list[Path], out: Path, max_mb:
     facts = {"size_mb": round(size, 2), "themes": themes,
              "parts_mb": {p.name: round(folder_mb(p) if p.is_dir() else p.stat().st_size / 1e6, 2)
                           for p in sorted(tmp.iterdir()) if p.name != "model_index.json"},
-             "stages": stages_of(vae, base, list(zip(themes, loras)), encoders or {}, previous)}
+             "stages": stages_of(vae, bases, list(zip(themes, loras)), encoders or {}, previous)}
     (tmp / "training.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     from .curve_plot import plot_curves
 
@@ -216,15 +222,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--continue-from", type=Path, default=None,
                     help="the assembled model the base run was warm-started from (train_base --init-from): the "
                          "stages without a run here keep its training.json facts, and the base's add up")
-    ap.add_argument("--base", required=True, type=Path, help="train_base run folder (pipeline/ + ip_adapter/)")
+    ap.add_argument("--base", required=True, type=Path, action="append",
+                    help="train_base run folder (pipeline/ + ip_adapter/); repeat for runs that continue the one "
+                         "before (train_base --init-from): the last one's weights, all of their facts")
     ap.add_argument("--lora", action="append", type=Path, default=[], help="train_lora run folder (repeat)")
     ap.add_argument("--instruments", type=Path, default=None, help="train_instruments output folder")
     ap.add_argument("--text-encoder", type=Path, default=None, help="train_text_encoder run (model card)")
     ap.add_argument("--image-encoder", type=Path, default=None, help="train_image_encoder run (model card)")
+    ap.add_argument("--image-encoder-look", type=Path, default=None,
+                    help="the image encoder run continued with --look-heads (model card)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--max-mb", type=float, default=60.0)
     args = ap.parse_args(argv)
-    encoders = {k: v for k, v in (("text_encoder", args.text_encoder), ("image_encoder", args.image_encoder)) if v}
+    encoders = {k: v for k, v in (("text_encoder", args.text_encoder), ("image_encoder", args.image_encoder),
+                                  ("image_encoder_look", args.image_encoder_look)) if v}
     previous = None
     if args.continue_from is not None:
         # read before assembling: --out may be the same folder

@@ -23,10 +23,14 @@ def load_into(unet, model_dir: Path, use_ip: bool) -> dict:
     from ..engine import ip_adapter
 
     model_dir = Path(model_dir)
-    for rel in (UNET_FILE, *((ADAPTER_FILE,) if use_ip else ())):
-        if not (model_dir / rel).is_file():
-            raise SystemExit(f"--init-from {model_dir}: no {rel} (an assembled model folder, e.g. assets/bundled)")
-    saved = {k: v.float() for k, v in load_file(model_dir / UNET_FILE).items()}
+    # an assembled model has unet/ beside ip_adapter/; a train_base run folder has pipeline/unet/ beside it
+    unet_file = model_dir / "pipeline" / UNET_FILE if (model_dir / "pipeline" / UNET_FILE).is_file() \
+        else model_dir / UNET_FILE
+    for path in (unet_file, *((model_dir / ADAPTER_FILE,) if use_ip else ())):
+        if not path.is_file():
+            raise SystemExit(f"--init-from {model_dir}: no {path.relative_to(model_dir)} (an assembled model folder, "
+                             "e.g. assets/bundled, or a train_base run folder)")
+    saved = {k: v.float() for k, v in load_file(unet_file).items()}
     own = ip_adapter.base_unet_state_dict(unet)
     missing, extra = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
     wrong = [k for k in set(own) & set(saved) if own[k].shape != saved[k].shape]
