@@ -285,6 +285,9 @@ def test_base_on_frozen_encoders_trains_the_unet_alone_and_saves_them_unchanged(
     sl = curve[0]["eval_slice"]
     assert {"attributes", "verification", "verification_no_ip_adapter", "scene", "expression",
             "verification_from_reference", "verification_from_reference_no_ip_adapter"} <= set(sl)
+    for key in ("look_agreement_from_reference", "look_agreement_from_reference_no_ip_adapter"):
+        assert set(sl[key]) == {"hair_colour", "hair_style", "hair_length", "eye_colour", "skin_tone", "mean"}
+        assert all(0 <= v <= 1 for v in sl[key].values())
     assert set(curve[0]["adherence"]) == {"hair_colour", "hair_style", "hair_length", "eye_colour", "skin_tone",
                                           "outfit", "body_type"}
     assert (out / "curve" / "sheets" / "curve_000002.png").exists()

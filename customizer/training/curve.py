@@ -102,13 +102,26 @@ def eval_slice(pipe, instruments: Path, n: int, size: int, scale: float) -> tupl
     out["verification_no_ip_adapter"] = figure(off, "identity.verification_accuracy")
     out["same_minus_different"] = on["identity"]["margin"]
     # the same selfies prompted without hair, eyes and skin (selfie_from_reference): what the reference alone carries
+    # and look agreement: how often the instruments read the same hair and skin on the selfie as on its reference
+    # (a finer signal than verification while the adapter starts to carry the look)
     bare = [selfie_prompt(s, SelfieSpec.from_dict(shot), from_reference=True).positive for s, shot in zip(specs, shots)]
-    for name, scale_ in (("verification_from_reference", scale), ("verification_from_reference_no_ip_adapter", 0.0)):
+    ref_read = instr.classify(portraits)
+    for suffix, scale_ in (("", scale), ("_no_ip_adapter", 0.0)):
         images = _draw(pipe, bare, negative, selfie_seeds, size, scale_, portraits if scale_ else None)
         read = score(instr, [{**b, "selfies": [(im, shot)]} for b, im, shot in zip(base, images, shots)], calibrated)
-        out[name] = figure(read, "identity.verification_accuracy")
+        out["verification_from_reference" + suffix] = figure(read, "identity.verification_accuracy")
+        out["look_agreement_from_reference" + suffix] = look_agreement(ref_read, instr.classify(images))
     out["n"] = n
     return out, portraits, with_ip
+
+
+LOOK = ("hair_colour", "hair_style", "hair_length", "eye_colour", "skin_tone")
+
+
+def look_agreement(a: list[dict[str, str]], b: list[dict[str, str]]) -> dict[str, float]:
+    """Per look attribute, the share of pairs read alike (a[i] vs b[i]), and their mean."""
+    each = {k: round(float(np.mean([x[k] == y[k] for x, y in zip(a, b)])), 4) for k in LOOK if a and k in a[0]}
+    return {**each, "mean": round(float(np.mean(list(each.values()))), 4) if each else None}
 
 
 def point(pipe_dir: Path, ipa_dir: Path | None, instruments: Path, n: int = 64, probe_seeds: int = 2,
