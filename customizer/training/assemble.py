@@ -138,7 +138,9 @@ def model_card(facts: dict) -> str:
     for name, st in facts["stages"].items():
         start = st["start"]
         hours = st["train_seconds"] / 3600
-        rows.append(f"| {name} | {start.get('device', '?')} | {st['steps_done']} x batch {start.get('batch', '?')} | "
+        batch = start.get("batch") or (f"{start['batches_per_step']} rendered batches" if "batches_per_step" in start
+                                       else "?")
+        rows.append(f"| {name} | {start.get('device', '?')} | {st['steps_done']} x batch {batch} | "
                     f"{hours:.2f} h in {st['sessions']} session(s) | "
                     f"{st['final_loss'] if st['final_loss'] is None else round(st['final_loss'], 4)} |")
     parts = "\n".join(f"| {k} | {v} MB |" for k, v in facts["parts_mb"].items())
@@ -204,14 +206,19 @@ def curve_tables(stages: dict) -> str:
         if not vae:
             out += ["## Learning curves", "", "![learning curves](learning_curve.png)", ""]
         out += ["Base (UNet + IP-Adapter): the eval slice (held-out characters: portrait, then a selfie conditioned "
-                "on it, and the same selfie with the adapter off) and the adherence probe's mean read-back.", "",
-                "| step | CPU h | attributes | scene | expression | verification | without adapter | adherence |",
-                "|---|---|---|---|---|---|---|---|"]
+                "on it, and the same selfie with the adapter off; then both again prompted without hair, eyes and "
+                "skin, which only the reference can carry) and the adherence probe's mean read-back.", "",
+                "| step | CPU h | attributes | scene | expression | verification | without adapter | "
+                "prompt without the look: verification (adapter on / off) | adherence |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for c in base:
             e = c["eval_slice"]
+            bare = (f"{_f(e.get('verification_from_reference'))} / "
+                    f"{_f(e.get('verification_from_reference_no_ip_adapter'))}"
+                    if "verification_from_reference" in e else "-")
             out.append(f"| {c['step']} | {c['seconds'] / 3600:.2f} | {_f(e.get('attributes'))} | "
                        f"{_f(e.get('scene'))} | {_f(e.get('expression'))} | {_f(e.get('verification'))} | "
-                       f"{_f(e.get('verification_no_ip_adapter'))} | {_f(c.get('adherence_mean'))} |")
+                       f"{_f(e.get('verification_no_ip_adapter'))} | {bare} | {_f(c.get('adherence_mean'))} |")
         out.append("")
     return "\n".join(out)
 

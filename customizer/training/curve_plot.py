@@ -12,7 +12,8 @@ from typing import Any
 
 VAE_LINES = ("eye_colour", "hair_colour", "outfit", "expression_accuracy", "verification_accuracy", "mean")
 BASE_LINES = (("eval_slice", "attributes"), ("eval_slice", "verification"),
-              ("eval_slice", "verification_no_ip_adapter"), ("eval_slice", "expression"), (None, "adherence_mean"))
+              ("eval_slice", "verification_no_ip_adapter"), ("eval_slice", "verification_from_reference"),
+              ("eval_slice", "expression"), (None, "adherence_mean"))
 
 
 def _hours(rec: dict[str, Any]) -> float:
