@@ -167,6 +167,18 @@ def prepare_out(out: Path, resume: bool) -> dict[str, Any] | None:
     return None
 
 
+def start_run(args) -> tuple[dict[str, Any], Device, Path, dict[str, Any] | None, "JsonlLog"]:
+    """A stage's (geometry, device, out, checkpoint to resume or None, log), seeded: the common opening of the
+    trainers whose first step after it builds their model."""
+    geo = geometry(args.geometry)
+    dev = pick_device(args.device, args.threads)
+    out: Path = args.out
+    state = prepare_out(out, args.resume)
+    log = JsonlLog(out / LOG)
+    seed_everything(args.seed)
+    return geo, dev, out, state, log
+
+
 class JsonlLog:
     """One JSON object per line, flushed as written (tail -f friendly); appends across resumed runs."""
 

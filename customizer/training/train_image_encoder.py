@@ -98,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..engine import ip_adapter
     from .train_instruments import BatchStream, augment, catalogue_heads, concat, supcon_loss
 
-    geo = common.geometry(args.geometry)
-    dev = common.pick_device(args.device, args.threads)
-    out: Path = args.out
-    state = common.prepare_out(out, args.resume)
-    log = common.JsonlLog(out / common.LOG)
-    common.seed_everything(args.seed)
+    geo, dev, out, state, log = common.start_run(args)
     encoder = ip_adapter.build_image_encoder(geo, args.seed + 2)
     if args.init_from is not None and state is None:
         from transformers import CLIPVisionModelWithProjection

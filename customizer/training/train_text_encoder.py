@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -116,12 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..engine.architectures import build_components, write_clip_tokenizer
 
-    geo = common.geometry(args.geometry)
-    dev = common.pick_device(args.device, args.threads)
-    out: Path = args.out
-    state = common.prepare_out(out, args.resume)
-    log = common.JsonlLog(out / common.LOG)
-    common.seed_everything(args.seed)
+    geo, dev, out, state, log = common.start_run(args)
     text_encoder = build_components(geo, args.seed)["text_encoder"].to(dev.device)
     space = label_space()
     heads = Heads(text_encoder.config.hidden_size, space).to(dev.device)
