@@ -98,9 +98,8 @@ def reference_captions(records: list[dict], themed: bool) -> list[str]:
     base run conditions on the person's reference (train_base --appearance-drop). A portrait keeps its caption (it
     is never conditioned on a reference); a selfie keeps its quality words exactly when its caption does.
     themed: the records were rendered in one theme and captioned without theme words (encode_corpus --theme)."""
-    from .render.people import _quality_words
+    from .render.people import without_quality
 
-    quality = _quality_words()
     out = []
     for rec in records:
         if rec["kind"] != "selfie":
@@ -108,9 +107,7 @@ def reference_captions(records: list[dict], themed: bool) -> list[str]:
             continue
         attrs = {**rec["attrs"], "theme": "none"} if themed else rec["attrs"]
         text = caption(attrs, Variation(**rec["variation"]), random.Random(0), kind="selfie_from_reference")
-        if quality and text.endswith(quality) and not rec["caption"].endswith(quality):
-            text = text[: -len(quality)].rstrip(", ")
-        out.append(text)
+        out.append(text if without_quality(rec["caption"]) != rec["caption"] else without_quality(text))
     return out
 
 

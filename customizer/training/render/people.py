@@ -131,11 +131,13 @@ def caption(attrs: dict, variation: Variation, rng: random.Random, kind: str = "
         text = selfie_prompt(spec, selfie, from_reference=kind == "selfie_from_reference").positive
     else:
         raise ValueError(f"caption kind must be 'selfie', 'selfie_from_reference' or 'portrait', got {kind!r}")
-    if rng.random() < 0.1:
-        quality = _quality_words()
-        if quality and text.endswith(quality):
-            text = text[: -len(quality)].rstrip(", ")
-    return text
+    return without_quality(text) if rng.random() < 0.1 else text
+
+
+def without_quality(text: str) -> str:
+    """The caption without its trailing quality words (unchanged when it has none)."""
+    quality = _quality_words()
+    return text[: -len(quality)].rstrip(", ") if quality and text.endswith(quality) else text
 
 
 @lru_cache(maxsize=1)
