@@ -98,6 +98,12 @@ class ApiGuard:
         if route == "call/v2":
             if not isinstance(doc, dict):
                 return 400, "the request body must be a JSON object of the endpoint's named parameters"
+            names = [p[0] for p in _params(fn)]
+            # gradio answers a key that is not a parameter (e.g. the v1 body {"data": [...]}) with a 500
+            unknown = [k for k in doc if k not in names and k != "oauth_token"] if names else []
+            if unknown:
+                shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+                return 400, (f"unknown parameter(s) {shown} for {name!r}; its parameters are: {', '.join(names)}")
             missing = [p for p in _required_params(fn) if p not in doc]
             if missing:
                 wanted = ", ".join(repr(p) for p in missing)

@@ -72,6 +72,9 @@ BAD = [
     ("POST", "call/list_characters", {"content": b'{"data": ' + b"[" * 5000 + b"]" * 5000 + b"}"}, 400,
      "not valid JSON"),
     ("POST", "call/v2/list_characters", {"json": {}}, 400, "missing parameter(s) token"),
+    # the v1 body on the v2 route: every parameter of design_candidates has a default, so only the unknown key is wrong
+    ("POST", "call/v2/design_candidates", {"json": {"data": []}}, 400, "unknown parameter(s) 'data'"),
+    ("POST", "call/v2/list_characters", {"json": {"token": "t", "x": 1}}, 400, "unknown parameter(s) 'x'"),
     ("POST", "queue/join", {"json": {"data": [{}], "fn_index": 99999, "session_hash": "x"}}, 404, "fn_index"),
     ("POST", "queue/join", {"json": {"data": [], "fn_index": 0, "session_hash": "x"}}, 400, "takes"),
     ("POST", "queue/join", {"json": {"data": [{}], "fn_index": "0", "session_hash": "x"}}, 404, "fn_index"),
