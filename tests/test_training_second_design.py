@@ -477,3 +477,36 @@ def test_base_saves_its_prediction_type_and_resumes_only_with_it(latents, vae_di
     assert train_base.main([*args, "--resume", "--prediction-type", "v_prediction"]) == 0
     pipe = StableDiffusionPipeline.from_pretrained(out / "pipeline", safety_checker=None, requires_safety_checker=False)
     assert pipe.scheduler.config.prediction_type == "v_prediction"
+
+
+def test_adapter_lr_mult_gives_the_adapter_its_own_rate_and_resumes_only_with_it(
+        latents, vae_dir, text_encoder_run, image_encoder_run, runs):
+    out = runs / "base-adapter-lr"
+    args = ["--latents", str(latents), "--vae", str(vae_dir), "--out", str(out), "--steps", "3", *FAST,
+            "--sample-prompts", "1", "--sample-every", "100", "--text-encoder", str(text_encoder_run),
+            "--image-encoder", str(image_encoder_run), "--lr", "1e-4", "--warmup", "0"]
+    assert train_base.main([*args, "--adapter-lr-mult", "10", "--stop-at", "2"]) == 0
+    assert log_events(out, "start")[0]["adapter_lr_mult"] == 10
+    groups = common.load_checkpoint(out / common.CHECKPOINT)["opt"]["param_groups"]
+    assert [g.get("lr_mult", 1.0) for g in groups] == [1.0, 10.0]
+    assert groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"]) and groups[0]["lr"] > 0
+    with pytest.raises(SystemExit, match="adapter-lr-mult 10"):
+        train_base.main([*args, "--resume"])
+    assert train_base.main([*args, "--resume", "--adapter-lr-mult", "10"]) == 0
+
+
+def test_adapter_param_group_holds_the_adapter_and_nothing_else():
+    from customizer.engine import ip_adapter
+    from customizer.engine.architectures import build_components, geometry
+
+    geo = geometry("tiny")
+    unet = build_components(geo)["unet"]
+    ip_adapter.attach(unet, geo, 0)
+    trained = torch.nn.ModuleDict({"unet": unet})
+    plain, adapter = train_base.param_groups(trained, 5.0)
+    names = {id(p): k for k, p in unet.named_parameters()}
+    got = sorted(names[id(p)] for p in adapter["params"])
+    assert got and all(k.startswith("encoder_hid_proj.") or ".to_k_ip." in k or ".to_v_ip." in k for k in got)
+    assert any(".to_v_ip." in k for k in got) and any(k.startswith("encoder_hid_proj.") for k in got)
+    assert len(plain["params"]) + len(adapter["params"]) == len(list(unet.parameters())) and adapter["lr_mult"] == 5
+    assert len(train_base.param_groups(trained, 1.0)) == 1     # the default: one group, as before

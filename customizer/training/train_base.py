@@ -82,6 +82,25 @@ def sample_prompts(n: int = 8, theme: str | None = "none") -> list[str]:
     return [rec.caption for rec in sample_records(n, theme)]
 
 
+ADAPTER_KEYS = ("encoder_hid_proj.", ".to_k_ip.", ".to_v_ip.")
+
+
+def param_groups(trained: torch.nn.ModuleDict, adapter_lr_mult: float = 1.0) -> list[dict]:
+    """The optimizer's groups: one per trained model; with adapter_lr_mult != 1 the UNet's IP-Adapter parameters
+    get a group of their own whose learning rate is that multiple (group["lr_mult"])."""
+    if adapter_lr_mult == 1.0:
+        return [{"params": list(m.parameters())} for m in trained.values()]
+    groups = []
+    for name, model in trained.items():
+        named = list(model.named_parameters())
+        adapter = [p for k, p in named if name == "unet" and any(a in f".{k}" for a in ADAPTER_KEYS)]
+        ids = {id(p) for p in adapter}
+        groups.append({"params": [p for _, p in named if id(p) not in ids]})
+        if adapter:
+            groups.append({"params": adapter, "lr_mult": adapter_lr_mult})
+    return groups
+
+
 @torch.no_grad()
 def sample_references(records: list, vae, size: int, dev: common.Device) -> torch.Tensor:
     """uint8 (N,3,size,size): each record's person's portrait through the VAE, as encode_corpus stores them."""
@@ -205,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--appearance-drop", type=float, default=0.0,
                     help="share of the reference-conditioned selfies captioned without hair, eyes and skin (the "
                          "app's selfie_from_reference prompt), so the UNet learns to take the look from the reference")
+    ap.add_argument("--adapter-lr-mult", type=float, default=1.0,
+                    help="learning rate of the IP-Adapter's own parameters (image projection, to_k_ip, to_v_ip) as "
+                         "a multiple of --lr: the reference path starts far behind the text path it must catch up "
+                         "with; 1 keeps one optimizer group per trained model (as before)")
     ap.add_argument("--save-dtype", choices=("fp16", "fp32"), default="fp16",
                     help="weights dtype of the pipeline folder (the app casts to its device dtype on load)")
     ap.add_argument("--text-encoder", type=Path, default=None,
@@ -314,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                                                ip_shares if use_ip else None, args.appearance_drop)
     n_data = len(corpus)
 
-    params = [{"params": list(m.parameters())} for m in trained.values()]
+    params = param_groups(trained, args.adapter_lr_mult if use_ip else 1.0)
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.999), weight_decay=args.weight_decay)
     ema = common.EMA(trained, args.ema).to(dev.device) if args.ema > 0 else None
     step, seconds = 0, 0.0
@@ -330,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         text_encoder.load_state_dict(state["text_encoder"])
         if use_ip:
             image_encoder.load_state_dict(state["image_encoder"])
+        if len(state["opt"]["param_groups"]) != len(opt.param_groups):
+            made = state.get("args", {}).get("adapter_lr_mult", "1.0")
+            raise SystemExit(f"{out} was trained with --adapter-lr-mult {made}: resume it the same way")
         opt.load_state_dict(state["opt"])
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
@@ -350,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                   lr=args.lr, warmup=warmup, ema=args.ema, snr_gamma=args.snr_gamma,
                   prediction_type=args.prediction_type,
                   caption_dropout=args.caption_dropout, ip_states=list(ip_shares) if use_ip else None,
-                  appearance_drop=args.appearance_drop,
+                  appearance_drop=args.appearance_drop, adapter_lr_mult=args.adapter_lr_mult,
                   frozen_text_encoder=str(args.text_encoder) if args.text_encoder else None,
                   frozen_image_encoder=str(args.image_encoder) if args.image_encoder else None,
                   global_text=args.global_text, precompute_seconds=precompute_seconds, warm_start=warm,
@@ -410,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 
         lr = common.lr_at(step, args.lr, warmup, args.steps)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)
         with dev.autocast():
             pred = diffusion_step.predict(unet, text_encoder, image_encoder, b, dev.device)
         loss = diffusion_step.loss(pred, b, alphas, args.snr_gamma, args.prediction_type)
