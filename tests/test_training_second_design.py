@@ -510,3 +510,37 @@ def test_adapter_param_group_holds_the_adapter_and_nothing_else():
     assert any(".to_v_ip." in k for k in got) and any(k.startswith("encoder_hid_proj.") for k in got)
     assert len(plain["params"]) + len(adapter["params"]) == len(list(unet.parameters())) and adapter["lr_mult"] == 5
     assert len(train_base.param_groups(trained, 1.0)) == 1     # the default: one group, as before
+
+
+def test_detail_maps_mark_the_face_cells_and_weigh_the_loss(latents, vae_dir, text_encoder_run, runs):
+    from customizer.engine import diffusion_step
+    from customizer.training import latent_masks
+
+    with pytest.raises(SystemExit, match="latent_masks"):
+        train_base.main(["--latents", str(latents), "--vae", str(vae_dir), "--out", str(runs / "base-detail"),
+                         "--steps", "1", *FAST, "--no-ip-adapter", "--text-encoder", str(text_encoder_run),
+                         "--detail-weight", "5"])
+    path = latent_masks.compute(latents, log=lambda m: None)
+    assert path == latent_masks.masks_path(latents) and path.is_file()
+    data = torch.load(latents, weights_only=False)
+    maps = latent_masks.load(path, data["captions"])
+    assert maps.shape == (len(data["captions"]), 1, *data["latents"].shape[-2:])
+    assert 0 < float(maps.float().mean()) < 0.2 and float(maps.max()) <= 1      # a few cells: eyes, brows, mouth
+    with pytest.raises(SystemExit, match="another latent file"):
+        latent_masks.load(path, list(data["captions"])[::-1])
+    # the loss: detail_weight 0 (or no maps) is the plain MSE; weighted, an error on a detail cell costs more
+    b = diffusion_step.Batch(noisy=torch.zeros(1, 1, 2, 2), noise=torch.zeros(1, 1, 2, 2),
+                             timesteps=torch.tensor([10]), ids=torch.zeros(1, 1, dtype=torch.long),
+                             detail=torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]]))
+    alphas = torch.linspace(0.99, 0.01, 100)
+    on_detail = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    off_detail = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])
+    plain = [diffusion_step.loss(p, b, alphas, 0.0) for p in (on_detail, off_detail)]
+    assert plain[0] == plain[1] == diffusion_step.loss(on_detail, b, alphas, 0.0, detail_weight=0.0)
+    weighted = [diffusion_step.loss(p, b, alphas, 0.0, detail_weight=3.0) for p in (on_detail, off_detail)]
+    assert weighted[0] == pytest.approx(4 * weighted[1]) and weighted[1] < plain[1] < weighted[0]
+    out = runs / "base-detail"
+    assert train_base.main(["--latents", str(latents), "--vae", str(vae_dir), "--out", str(out), "--steps", "1",
+                            *FAST, "--sample-every", "100", "--no-ip-adapter", "--text-encoder",
+                            str(text_encoder_run), "--detail-weight", "5", "--resume"]) == 0
+    assert log_events(out, "start")[0]["detail_weight"] == 5

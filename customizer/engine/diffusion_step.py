@@ -34,6 +34,9 @@ class Corpus:
     # each record's caption without the look (prompts.yaml selfie_from_reference), for Conditioning.appearance_drop
     ref_caption_ids: torch.Tensor | None = None
     ref_caption_states: torch.Tensor | None = None
+    # (N, 1, h, w) fp16: the share of each latent cell's pixels that carry eye colour or expression
+    # (training/latent_masks.py), for loss(detail_weight=)
+    detail: torch.Tensor | None = None
 
     @classmethod
     def from_file_data(cls, data: dict, tokenize, negative: str, ref_captions: list[str] | None = None) -> Corpus:
@@ -94,6 +97,7 @@ class Batch:
     states: torch.Tensor | None = None        # precomputed text states (instead of running the text encoder)
     ref_embeds: torch.Tensor | None = None    # precomputed reference embeddings (instead of the image encoder)
     latents: torch.Tensor | None = None       # the clean latents (x0), for targets other than the noise
+    detail: torch.Tensor | None = None        # (B,1,h,w) the samples' detail maps (Corpus.detail)
 
 
 def parse_shares(text: str) -> tuple[float, float, float]:
@@ -142,8 +146,9 @@ def draw(corpus: Corpus, g: torch.Generator, batch: int, conditioning: Condition
             ref_pixels = corpus.references[rows]
     a = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
     noisy = a.sqrt() * lat + (1 - a).sqrt() * noise             # = DDPMScheduler.add_noise, in fp32
+    detail = corpus.detail[idx].float().to(device) if corpus.detail is not None else None   # no draw: same stream
     return Batch(noisy.to(device), noise.to(device), timesteps.to(device), ids.to(device), cond, ref_pixels,
-                 states.to(device) if states is not None else None, ref_embeds, lat.to(device))
+                 states.to(device) if states is not None else None, ref_embeds, lat.to(device), detail)
 
 
 def predict(unet, text_encoder, image_encoder, b: Batch, device) -> torch.Tensor:
@@ -182,8 +187,15 @@ def target(b: Batch, alphas_cumprod: torch.Tensor, prediction_type: str = "epsil
 
 
 def loss(pred: torch.Tensor, b: Batch, alphas_cumprod: torch.Tensor, snr_gamma: float,
-         prediction_type: str = "epsilon") -> torch.Tensor:
-    per = (pred.float() - target(b, alphas_cumprod, prediction_type)).pow(2).mean(dim=(1, 2, 3))
+         prediction_type: str = "epsilon", detail_weight: float = 0.0) -> torch.Tensor:
+    """Per-sample MSE to the target (min-SNR weighted). detail_weight > 0 (and the batch's detail maps): each latent
+    cell weighs 1 + detail_weight x its detail share, normalised per sample so the loss keeps its scale."""
+    err = (pred.float() - target(b, alphas_cumprod, prediction_type)).pow(2)
+    if detail_weight > 0 and b.detail is not None:
+        w = 1.0 + detail_weight * b.detail
+        per = (err * w).mean(dim=(1, 2, 3)) / w.mean(dim=(1, 2, 3))
+    else:
+        per = err.mean(dim=(1, 2, 3))
     if snr_gamma > 0:
         per = per * min_snr_weights(alphas_cumprod, b.timesteps, snr_gamma, prediction_type == "v_prediction")
     return per.mean()

@@ -224,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--appearance-drop", type=float, default=0.0,
                     help="share of the reference-conditioned selfies captioned without hair, eyes and skin (the "
                          "app's selfie_from_reference prompt), so the UNet learns to take the look from the reference")
+    ap.add_argument("--detail-weight", type=float, default=0.0,
+                    help="extra loss weight on the latent cells that carry eye colour and expression (x their share "
+                         "of detail pixels; needs the latents' detail maps: training/latent_masks.py); 0: plain MSE")
+    ap.add_argument("--detail-masks", type=Path, default=None,
+                    help="the latents' detail maps (default: <latents>.masks.pt beside them)")
     ap.add_argument("--adapter-lr-mult", type=float, default=1.0,
                     help="learning rate of the IP-Adapter's own parameters (image projection, to_k_ip, to_v_ip) as "
                          "a multiple of --lr: the reference path starts far behind the text path it must catch up "
@@ -329,6 +334,14 @@ def main(argv: list[str] | None = None) -> int:
 
         ref_captions = reference_captions(data["records"], themed=data.get("theme") is not None)
     corpus = diffusion_step.Corpus.from_file_data(data, tokenize, app_negative(), ref_captions)
+    if args.detail_weight > 0:
+        from . import latent_masks
+
+        masks = args.detail_masks or latent_masks.masks_path(args.latents)
+        if not Path(masks).is_file():
+            raise SystemExit(f"--detail-weight needs the latents' detail maps: {masks} not found (python -m "
+                             f"customizer.training.latent_masks --latents {args.latents})")
+        corpus.detail = latent_masks.load(masks, list(data["captions"]))
     t_pre = time.perf_counter()
     corpus.precompute(text_encoder if args.text_encoder is not None else None,
                       image_encoder if use_ip and args.image_encoder is not None else None, dev.device)
@@ -377,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                   prediction_type=args.prediction_type,
                   caption_dropout=args.caption_dropout, ip_states=list(ip_shares) if use_ip else None,
                   appearance_drop=args.appearance_drop, adapter_lr_mult=args.adapter_lr_mult,
+                  detail_weight=args.detail_weight,
                   frozen_text_encoder=str(args.text_encoder) if args.text_encoder else None,
                   frozen_image_encoder=str(args.image_encoder) if args.image_encoder else None,
                   global_text=args.global_text, precompute_seconds=precompute_seconds, warm_start=warm,
@@ -439,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             group["lr"] = lr * group.get("lr_mult", 1.0)
         with dev.autocast():
             pred = diffusion_step.predict(unet, text_encoder, image_encoder, b, dev.device)
-        loss = diffusion_step.loss(pred, b, alphas, args.snr_gamma, args.prediction_type)
+        loss = diffusion_step.loss(pred, b, alphas, args.snr_gamma, args.prediction_type, args.detail_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_([p for grp in params for p in grp["params"]], args.grad_clip)
