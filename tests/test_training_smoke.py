@@ -168,6 +168,37 @@ def test_ip_adapter_trained_with_the_base_loads_in_diffusers_and_conditions(base
     assert (with_ref - without).abs().max() > 1e-4      # the reference changes the picture at scale 1
 
 
+def test_a_batch_of_prompts_each_gets_its_own_reference(base_ip, latents):
+    """curve._draw (and the sample grid) batch prompts with one reference each: image j of a batch must be what
+    prompt j with reference j alone gives. The pipeline's own ip_adapter_image_embeds would hand every prompt all
+    the batch's references at once (the same picture for every reference)."""
+    import numpy as np
+    from PIL import Image
+
+    from customizer.training import curve
+
+    out = base_ip
+    pipe = curve._pipeline(out / "pipeline", out / "ip_adapter")
+    data = torch.load(latents, map_location="cpu", weights_only=False)
+    refs = [Image.fromarray(data["references"][i].permute(1, 2, 0).numpy()) for i in (0, 1)]
+    assert not np.array_equal(np.asarray(refs[0]), np.asarray(refs[1]))
+    prompt = ["selfie of an adult"] * 2
+    g = torch.Generator().manual_seed(0)  # a 2-step adapter barely moves pixels: loud weights make each mark plain
+    for proc in pipe.unet.attn_processors.values():
+        for lin in (*getattr(proc, "to_k_ip", ()), *getattr(proc, "to_v_ip", ())):
+            lin.weight.data = torch.randn(lin.weight.shape, generator=g)
+    scale = 1.0
+    batched = curve._draw(pipe, prompt, "", [3, 3], 32, scale, refs, batch=2)
+    alone = [curve._draw(pipe, prompt[:1], "", [3], 32, scale, [r], batch=1)[0] for r in refs]
+    px = [np.asarray(im, np.int16) for im in (*batched, *alone)]
+    apart = np.abs(px[2] - px[3]).mean()
+    assert apart > 1                                                                  # the references differ
+    # each batched image is its own reference's (with all references mixed in, both batched images are the same
+    # picture, and by the triangle inequality one of them is at least apart / 2 from its own)
+    assert np.abs(px[0] - px[2]).mean() < apart / 4 and np.abs(px[1] - px[3]).mean() < apart / 4
+    assert not hasattr(pipe, "__dict__") or "prepare_ip_adapter_image_embeds" not in pipe.__dict__   # restored
+
+
 
 LORA_ARGS = ["--steps", "2", *FAST, "--sample-prompts", "2"]
 

@@ -109,6 +109,29 @@ def gated(unet, gate: torch.Tensor):
             p.scale = sc
 
 
+@contextlib.contextmanager
+def per_prompt_embeds(pipe, embeds: torch.Tensor):
+    """One reference per prompt in a batched pipeline call: embeds (B, 1, D) positive halves, prompt i
+    conditioned on embeds[i] and the all-zero embedding as its CFG negative (what training pairs it with).
+
+    A pipeline's `ip_adapter_image_embeds` is ONE image set for the whole call: prepare_ip_adapter_image_embeds
+    repeats it for every prompt, so a (B, 1, D) tensor there gives each prompt all B references' tokens at once
+    (every image of the batch the same). Pass any valid `ip_adapter_image_embeds` inside this context; it is
+    replaced by these."""
+    def prepare(ip_adapter_image, ip_adapter_image_embeds, device, num_images_per_prompt,
+                do_classifier_free_guidance):
+        if num_images_per_prompt != embeds.shape[0]:
+            raise ValueError(f"{embeds.shape[0]} references for a batch of {num_images_per_prompt} images")
+        pos = embeds.to(device)
+        return [torch.cat([torch.zeros_like(pos), pos]) if do_classifier_free_guidance else pos]
+
+    pipe.prepare_ip_adapter_image_embeds = prepare
+    try:
+        yield [torch.cat([torch.zeros_like(embeds[:1]), embeds[:1]])]   # a placeholder the pipeline accepts
+    finally:
+        del pipe.prepare_ip_adapter_image_embeds
+
+
 def preprocess(pixels_uint8: torch.Tensor, size: int) -> torch.Tensor:
     """(B,3,H,W) uint8 RGB -> what CLIPImageProcessor(size, crop_size=size) gives for HxW == size images."""
     if tuple(pixels_uint8.shape[-2:]) != (size, size):

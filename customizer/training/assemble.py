@@ -181,11 +181,13 @@ are in `customizer/training/README.md`; `training.json` holds every stage's hype
 
 
 def _f(x) -> str:
-    return "-" if x is None else f"{x:.2f}"
+    return "-" if x is None else x if isinstance(x, str) else f"{x:.2f}"
 
 
 def curve_tables(stages: dict) -> str:
     """The learning curves as tables (the picture is learning_curve.png): what each CPU hour bought."""
+    from .curve_plot import ADAPTER_ON, adapter_on_valid
+
     out = []
     vae = stages.get("vae", {}).get("curve", [])
     if vae:
@@ -211,14 +213,23 @@ def curve_tables(stages: dict) -> str:
                 "| step | CPU h | attributes | scene | expression | verification | without adapter | "
                 "prompt without the look: verification (adapter on / off) | adherence |",
                 "|---|---|---|---|---|---|---|---|---|"]
+        mixed = False
         for c in base:
-            e = c["eval_slice"]
+            e = dict(c["eval_slice"])
+            if not adapter_on_valid(e):      # readings of selfies that saw the whole batch's references
+                mixed = True
+                e.update({k: "n/a*" for k in ADAPTER_ON if k in e})
             bare = (f"{_f(e.get('verification_from_reference'))} / "
                     f"{_f(e.get('verification_from_reference_no_ip_adapter'))}"
                     if "verification_from_reference" in e else "-")
             out.append(f"| {c['step']} | {c['seconds'] / 3600:.2f} | {_f(e.get('attributes'))} | "
                        f"{_f(e.get('scene'))} | {_f(e.get('expression'))} | {_f(e.get('verification'))} | "
                        f"{_f(e.get('verification_no_ip_adapter'))} | {bare} | {_f(c.get('adherence_mean'))} |")
+        if mixed:
+            out += ["", "n/a*: until 2026-12-07 the curve drew its reference-conditioned selfies 16 at a time with "
+                    "the pipeline's `ip_adapter_image_embeds`, which gives every prompt all 16 references at once; "
+                    "those points' readings of them (scene, expression, verification with the adapter) were not the "
+                    "model's and are left out. The attributes (portraits) and the adapter-off readings stand."]
         out.append("")
     return "\n".join(out)
 

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .curve_plot import PER_PROMPT
+
 CURVE_SALT = "curve"
 SAMPLER, STEPS, GUIDANCE = "dpmpp_2m", 8, 5.0      # the bundled profile's
 FIGURES = {"attributes": "attribute_accuracy.mean", "scene": "scene_accuracy", "expression": "expression_accuracy",
@@ -47,12 +49,14 @@ def _pipeline(pipe_dir: Path, ipa_dir: Path | None):
 def _draw(pipe, prompts: list[str], negative: str, seeds: list[int], size: int, scale: float,
           refs: list | None, batch: int = 16) -> list:
     """Images of prompts (one seed each) with the IP-Adapter at `scale` on refs (None: zero embedding)."""
-    from ..engine.ip_adapter import embed
+    import contextlib
+
+    from ..engine.ip_adapter import embed, per_prompt_embeds
 
     out = []
     for i in range(0, len(prompts), batch):
         p, s = prompts[i:i + batch], seeds[i:i + batch]
-        kwargs = {}
+        kwargs, per_prompt = {}, contextlib.nullcontext()
         if getattr(pipe, "image_encoder", None) is not None:
             pipe.set_ip_adapter_scale(scale)
             if refs is None:
@@ -63,8 +67,10 @@ def _draw(pipe, prompts: list[str], negative: str, seeds: list[int], size: int, 
                 px = np.stack([np.asarray(r.convert("RGB").resize((size_in, size_in))) for r in refs[i:i + batch]])
                 with torch.inference_mode():
                     emb = embed(pipe.image_encoder, torch.from_numpy(px).permute(0, 3, 1, 2), "cpu")
-            kwargs["ip_adapter_image_embeds"] = [torch.cat([torch.zeros_like(emb), emb])]
-        with torch.inference_mode():
+            per_prompt = per_prompt_embeds(pipe, emb)      # prompt j conditioned on refs[j] alone
+        with torch.inference_mode(), per_prompt as placeholder:
+            if placeholder is not None:
+                kwargs["ip_adapter_image_embeds"] = placeholder
             out += pipe(prompt=p, negative_prompt=[negative] * len(p), num_inference_steps=STEPS,
                         guidance_scale=GUIDANCE, width=size, height=size,
                         generator=[torch.Generator("cpu").manual_seed(x) for x in s], **kwargs).images
@@ -112,6 +118,7 @@ def eval_slice(pipe, instruments: Path, n: int, size: int, scale: float) -> tupl
         out["verification_from_reference" + suffix] = figure(read, "identity.verification_accuracy")
         out["look_agreement_from_reference" + suffix] = look_agreement(ref_read, instr.classify(images))
     out["n"] = n
+    out["references"] = PER_PROMPT      # each selfie conditioned on its own reference alone (curve_plot.PER_PROMPT)
     return out, portraits, with_ip
 
 

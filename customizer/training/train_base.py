@@ -30,6 +30,7 @@ from __future__ import annotations
 from . import common  # first: sets OMP_WAIT_POLICY before torch loads
 
 import argparse
+import contextlib
 import copy
 import sys
 import time
@@ -152,10 +153,13 @@ def render_samples(unet, vae, text_encoder, tokenizer, ddpm, prompts: list[str],
             kwargs = {}
             if scale is not None:
                 pipe.set_ip_adapter_scale(scale)
-                kwargs["ip_adapter_image_embeds"] = [torch.cat([torch.zeros_like(cond), cond])]  # CFG: negative = 0
             for seed in seeds:
                 gens = [torch.Generator("cpu").manual_seed(seed * 1000 + i) for i in range(len(prompts))]
-                with dev.autocast():
+                # each prompt its own reference (CFG negative: the zero embedding)
+                per_prompt = ip_adapter.per_prompt_embeds(pipe, cond) if cond is not None else contextlib.nullcontext()
+                with dev.autocast(), per_prompt as placeholder:
+                    if placeholder is not None:
+                        kwargs["ip_adapter_image_embeds"] = placeholder
                     images = pipe(prompt=prompts, negative_prompt=[app_negative()] * len(prompts),
                                   num_inference_steps=steps, guidance_scale=SAMPLE_GUIDANCE, width=size,
                                   height=size, generator=gens, **kwargs).images
