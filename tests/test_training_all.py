@@ -142,3 +142,30 @@ def test_plan_continues_the_encoder_with_look_heads_and_the_base_from_its_run(tm
     assert [asm[i + 1] for i, a in enumerate(asm) if a == "--base"] == [str(runs / "base"),
                                                                         str(runs / "base_continued")]
     assert asm[asm.index("--image-encoder-look") + 1] == str(runs / "image_encoder_look")
+
+
+def test_plan_chains_every_base_continuation_in_recipe_order_and_adds_the_detail_maps(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "base": ["--steps", "2"],
+                                            "base_continued": ["--steps", "3"],
+                                            "base_look": ["--steps", "2", "--adapter-lr-mult", "5"],
+                                            "base_detail": ["--steps", "2", "--detail-weight", "10"]}},
+                                     sort_keys=False))
+    runs = tmp_path / "runs"
+    stages = {s.name: s for s in runner.plan(runs, "t", tmp_path / "out", recipe)}
+    names = list(stages)
+    assert names.index("latents") < names.index("latent masks") < names.index("base_continued") \
+        < names.index("base_look") < names.index("base_detail") < names.index("lora fantasy")
+    assert stages["latent masks"].args[:2] == ["--latents", str(runs / "latents.pt")]
+    for key, before in (("base_continued", "base"), ("base_look", "base_continued"), ("base_detail", "base_look")):
+        args = stages[key].args
+        assert args[args.index("--init-from") + 1] == str(runs / before)
+        assert args[args.index("--out") + 1] == str(runs / key)
+    lora = stages["lora fantasy"].args
+    assert lora[lora.index("--base") + 1] == str(runs / "base_detail")
+    asm = stages["assemble"].args
+    assert [asm[i + 1] for i, a in enumerate(asm) if a == "--base"] == [
+        str(runs / k) for k in ("base", "base_continued", "base_look", "base_detail")]
+    recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "base": ["--steps", "2"],
+                                            "base_look": ["--steps", "2"]}}))
+    assert "latent masks" not in {s.name for s in runner.plan(runs, "t", tmp_path / "out", recipe)}

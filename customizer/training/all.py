@@ -150,12 +150,19 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
                              *fill(r["image_encoder_look"]), "--resume"],
                             checkpoint_step(run) >= target_step(r["image_encoder_look"])))
         base_args[base_args.index("--image-encoder") + 1] = str(run)
-    if "base_continued" in r:       # the base goes on from its run's weights, on that encoder, on a schedule of its own
-        bases.append(runs / "base_continued")
+    continuations = [k for k in r if k.startswith("base_")]    # in the recipe's order, each from the one before
+    if any("--detail-weight" in r[k] for k in continuations):
+        from .latent_masks import masks_path
+
+        masks = masks_path(latents)
+        stages.append(Stage("latent masks", "latent_masks", ["--latents", str(latents), "--workers", "2"],
+                            masks.is_file(), resumable=False))   # renders only: the VAE does not change them
+    for key in continuations:   # the base goes on from the previous run's weights, on a schedule of its own
+        bases.append(runs / key)
         base_args[base_args.index("--out") + 1] = str(bases[-1])
-        stages.append(Stage("base_continued", "train_base",
-                            [*base_args, "--init-from", str(base), *fill(r["base_continued"]), "--resume"],
-                            checkpoint_step(bases[-1]) >= target_step(r["base_continued"])))
+        stages.append(Stage(key, "train_base",
+                            [*base_args, "--init-from", str(bases[-2]), *fill(r[key]), "--resume"],
+                            checkpoint_step(bases[-1]) >= target_step(r[key])))
     loras = []
     for theme in r["themes"]:
         tl, lr = runs / f"latents_{theme}.pt", runs / f"lora_{theme}"
