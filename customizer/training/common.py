@@ -443,3 +443,20 @@ def latent_factor(geo: dict[str, Any]) -> int:
 
 def param_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@contextlib.contextmanager
+def mapped(fn, jobs: list, workers: int = 0, chunksize: int = 16):
+    """fn over jobs, in order: in `workers` spawned processes when more than one (no torch in them: forked OpenMP
+    state is not safe to use), else in this one. The pool is closed on leaving."""
+    if workers <= 1:
+        yield map(fn, jobs)
+        return
+    import multiprocessing as mp
+
+    pool = mp.get_context("spawn").Pool(workers)
+    try:
+        yield pool.imap(fn, jobs, chunksize=chunksize)
+    finally:
+        pool.close()
+        pool.join()

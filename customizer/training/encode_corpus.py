@@ -65,46 +65,34 @@ def encode(vae_dir: str | Path, n: int, out: str | Path, seed: int = 0, batch: i
     size = int(size or vae.config.sample_size)  # train_vae's geometry resolution
     records = train_plan(n, seed, theme)
     jobs = [(rec, size) for rec in records]
-    pool = None
-    if workers > 1:
-        import multiprocessing as mp
-        pool = mp.get_context("spawn").Pool(workers)
-        images = pool.imap(_render, jobs, chunksize=16)
-    else:
-        images = map(_render, jobs)
     means, stds, refs = [], [], []
     ref_of: list[int] = []
     person_ref: dict[int, int] = {}
     t0 = time.perf_counter()
-    try:
-        with torch.inference_mode():
-            buf: list[torch.Tensor] = []
-            kinds: list[str] = []
-            for i, (rec, img) in enumerate(zip(records, images), 1):
-                buf.append(torch.from_numpy(img.copy()).permute(2, 0, 1).float() / 127.5 - 1.0)
-                kinds.append(rec.kind)
-                if rec.kind == "portrait" and rec.identity_seed not in person_ref:
-                    person_ref[rec.identity_seed] = len(person_ref)
-                ref_of.append(person_ref.get(rec.identity_seed, -1))
-                if len(buf) == batch or i == len(jobs):
-                    x = torch.stack(buf).to(dev.device)
-                    with dev.autocast():
-                        post = vae.encode(x).latent_dist
-                        portraits = [j for j, k in enumerate(kinds) if k == "portrait"]
-                        if portraits and references:
-                            # the IP-Adapter's reference is what the app locks: a generated portrait, so train on
-                            # the VAE's reconstruction of the rendered one (closer to a model output than the render)
-                            rec_img = vae.decode(post.mean[portraits]).sample.float()
-                            refs.append(((rec_img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
-                    means.append((post.mean.float() * sf).half().cpu())
-                    stds.append((post.std.float() * sf).half().cpu())
-                    buf, kinds = [], []
-                    if len(means) % 20 == 0 or i == len(jobs):
-                        log(f"encoded {i}/{len(jobs)} ({time.perf_counter() - t0:.0f} s)")
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    with common.mapped(_render, jobs, workers) as images, torch.inference_mode():
+        buf: list[torch.Tensor] = []
+        kinds: list[str] = []
+        for i, (rec, img) in enumerate(zip(records, images), 1):
+            buf.append(torch.from_numpy(img.copy()).permute(2, 0, 1).float() / 127.5 - 1.0)
+            kinds.append(rec.kind)
+            if rec.kind == "portrait" and rec.identity_seed not in person_ref:
+                person_ref[rec.identity_seed] = len(person_ref)
+            ref_of.append(person_ref.get(rec.identity_seed, -1))
+            if len(buf) == batch or i == len(jobs):
+                x = torch.stack(buf).to(dev.device)
+                with dev.autocast():
+                    post = vae.encode(x).latent_dist
+                    portraits = [j for j, k in enumerate(kinds) if k == "portrait"]
+                    if portraits and references:
+                        # the IP-Adapter's reference is what the app locks: a generated portrait, so train on
+                        # the VAE's reconstruction of the rendered one (closer to a model output than the render)
+                        rec_img = vae.decode(post.mean[portraits]).sample.float()
+                        refs.append(((rec_img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+                means.append((post.mean.float() * sf).half().cpu())
+                stds.append((post.std.float() * sf).half().cpu())
+                buf, kinds = [], []
+                if len(means) % 20 == 0 or i == len(jobs):
+                    log(f"encoded {i}/{len(jobs)} ({time.perf_counter() - t0:.0f} s)")
     latents = torch.cat(means)
     data = {
         "format": FORMAT,

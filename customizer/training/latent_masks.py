@@ -36,6 +36,7 @@ def _pooled(job) -> np.ndarray:
 def compute(latents: str | Path, out: str | Path | None = None, workers: int = 0, log=print) -> Path:
     import torch
 
+    from . import common
     from .encode_corpus import train_plan
 
     data = torch.load(latents, map_location="cpu", weights_only=False)
@@ -45,23 +46,12 @@ def compute(latents: str | Path, out: str | Path | None = None, workers: int = 0
         raise SystemExit(f"{latents}: its records are not the corpus plan of seed {data['seed']} (captions differ)")
     jobs = [(rec, size, grid) for rec in records]
     t0 = time.perf_counter()
-    pool = None
-    if workers > 1:
-        import multiprocessing as mp
-        pool = mp.get_context("spawn").Pool(workers)
-        maps = pool.imap(_pooled, jobs, chunksize=32)
-    else:
-        maps = map(_pooled, jobs)
     got = []
-    try:
+    with common.mapped(_pooled, jobs, workers, chunksize=32) as maps:
         for i, m in enumerate(maps, 1):
             got.append(m)
             if i % 2000 == 0 or i == n:
                 log(f"detail maps {i}/{n} ({time.perf_counter() - t0:.0f} s)")
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
     maps_t = torch.from_numpy(np.stack(got))[:, None]            # (N, 1, h, w) fp16
     target = Path(out) if out is not None else masks_path(latents)
     tmp = target.with_name(target.name + ".tmp")
