@@ -98,13 +98,14 @@ class ApiGuard:
         if route == "call/v2":
             if not isinstance(doc, dict):
                 return 400, "the request body must be a JSON object of the endpoint's named parameters"
-            names = [p[0] for p in _params(fn)]
+            params = _params(fn)
+            names = [p[0] for p in params]
             # gradio answers a key that is not a parameter (e.g. the v1 body {"data": [...]}) with a 500
             unknown = [k for k in doc if k not in names and k != "oauth_token"] if names else []
             if unknown:
                 shown = ", ".join(repr(k[:40]) for k in unknown[:5])
                 return 400, (f"unknown parameter(s) {shown} for {name!r}; its parameters are: {', '.join(names)}")
-            missing = [p for p in _required_params(fn) if p not in doc]
+            missing = [p for p, has_default, *_ in params if not has_default and p not in doc]
             if missing:
                 wanted = ", ".join(repr(p) for p in missing)
                 return 400, f"missing parameter(s) {', '.join(missing)}; send {{{wanted}: ...}}"
@@ -208,11 +209,6 @@ def _params(fn) -> list[tuple]:
         return list(get_function_params(fn.fn)[:len(fn.inputs)])
     except Exception:  # noqa: BLE001 - cannot tell: let gradio answer
         return []
-
-
-def _required_params(fn) -> list[str]:
-    """The endpoint's parameters without a default."""
-    return [name for name, has_default, *_ in _params(fn) if not has_default]
 
 
 def _defaults(fn, given: int) -> list | None:

@@ -110,14 +110,19 @@ def gated(unet, gate: torch.Tensor):
 
 
 @contextlib.contextmanager
-def per_prompt_embeds(pipe, embeds: torch.Tensor):
-    """One reference per prompt in a batched pipeline call: embeds (B, 1, D) positive halves, prompt i
-    conditioned on embeds[i] and the all-zero embedding as its CFG negative (what training pairs it with).
+def per_prompt_embeds(pipe, embeds: torch.Tensor | None):
+    """The pipeline-call kwargs for one reference per prompt in a batched call: embeds (B, 1, D) positive halves,
+    prompt i conditioned on embeds[i] and the all-zero embedding as its CFG negative (what training pairs it with).
+    None: no adapter input ({}).
 
     A pipeline's `ip_adapter_image_embeds` is ONE image set for the whole call: prepare_ip_adapter_image_embeds
     repeats it for every prompt, so a (B, 1, D) tensor there gives each prompt all B references' tokens at once
-    (every image of the batch the same). Pass any valid `ip_adapter_image_embeds` inside this context; it is
-    replaced by these."""
+    (every image of the batch the same). Inside this context that method returns these embeddings instead, and the
+    yielded kwargs carry a placeholder the pipeline's input check accepts."""
+    if embeds is None:
+        yield {}
+        return
+
     def prepare(ip_adapter_image, ip_adapter_image_embeds, device, num_images_per_prompt,
                 do_classifier_free_guidance):
         if num_images_per_prompt != embeds.shape[0]:
@@ -127,7 +132,7 @@ def per_prompt_embeds(pipe, embeds: torch.Tensor):
 
     pipe.prepare_ip_adapter_image_embeds = prepare
     try:
-        yield [torch.cat([torch.zeros_like(embeds[:1]), embeds[:1]])]   # a placeholder the pipeline accepts
+        yield {"ip_adapter_image_embeds": [torch.cat([torch.zeros_like(embeds[:1]), embeds[:1]])]}
     finally:
         del pipe.prepare_ip_adapter_image_embeds
 

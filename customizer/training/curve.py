@@ -49,14 +49,12 @@ def _pipeline(pipe_dir: Path, ipa_dir: Path | None):
 def _draw(pipe, prompts: list[str], negative: str, seeds: list[int], size: int, scale: float,
           refs: list | None, batch: int = 16) -> list:
     """Images of prompts (one seed each) with the IP-Adapter at `scale` on refs (None: zero embedding)."""
-    import contextlib
-
     from ..engine.ip_adapter import embed, per_prompt_embeds
 
     out = []
     for i in range(0, len(prompts), batch):
         p, s = prompts[i:i + batch], seeds[i:i + batch]
-        kwargs, per_prompt = {}, contextlib.nullcontext()
+        emb = None
         if getattr(pipe, "image_encoder", None) is not None:
             pipe.set_ip_adapter_scale(scale)
             if refs is None:
@@ -67,10 +65,8 @@ def _draw(pipe, prompts: list[str], negative: str, seeds: list[int], size: int, 
                 px = np.stack([np.asarray(r.convert("RGB").resize((size_in, size_in))) for r in refs[i:i + batch]])
                 with torch.inference_mode():
                     emb = embed(pipe.image_encoder, torch.from_numpy(px).permute(0, 3, 1, 2), "cpu")
-            per_prompt = per_prompt_embeds(pipe, emb)      # prompt j conditioned on refs[j] alone
-        with torch.inference_mode(), per_prompt as placeholder:
-            if placeholder is not None:
-                kwargs["ip_adapter_image_embeds"] = placeholder
+        # prompt j conditioned on refs[j] alone
+        with torch.inference_mode(), per_prompt_embeds(pipe, emb) as kwargs:
             out += pipe(prompt=p, negative_prompt=[negative] * len(p), num_inference_steps=STEPS,
                         guidance_scale=GUIDANCE, width=size, height=size,
                         generator=[torch.Generator("cpu").manual_seed(x) for x in s], **kwargs).images

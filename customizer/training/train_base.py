@@ -30,7 +30,6 @@ from __future__ import annotations
 from . import common  # first: sets OMP_WAIT_POLICY before torch loads
 
 import argparse
-import contextlib
 import copy
 import sys
 import time
@@ -150,16 +149,12 @@ def render_samples(unet, vae, text_encoder, tokenizer, ddpm, prompts: list[str],
         conds = [(None, None)]
     try:
         for scale, cond in conds:
-            kwargs = {}
             if scale is not None:
                 pipe.set_ip_adapter_scale(scale)
             for seed in seeds:
                 gens = [torch.Generator("cpu").manual_seed(seed * 1000 + i) for i in range(len(prompts))]
                 # each prompt its own reference (CFG negative: the zero embedding)
-                per_prompt = ip_adapter.per_prompt_embeds(pipe, cond) if cond is not None else contextlib.nullcontext()
-                with dev.autocast(), per_prompt as placeholder:
-                    if placeholder is not None:
-                        kwargs["ip_adapter_image_embeds"] = placeholder
+                with dev.autocast(), ip_adapter.per_prompt_embeds(pipe, cond) as kwargs:
                     images = pipe(prompt=prompts, negative_prompt=[app_negative()] * len(prompts),
                                   num_inference_steps=steps, guidance_scale=SAMPLE_GUIDANCE, width=size,
                                   height=size, generator=gens, **kwargs).images
