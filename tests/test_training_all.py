@@ -169,3 +169,24 @@ def test_plan_chains_every_base_continuation_in_recipe_order_and_adds_the_detail
     recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "base": ["--steps", "2"],
                                             "base_look": ["--steps", "2"]}}))
     assert "latent masks" not in {s.name for s in runner.plan(runs, "t", tmp_path / "out", recipe)}
+
+
+def test_plan_continues_the_vae_and_makes_every_latent_file_with_the_continued_one(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "vae_continued": ["--steps", "2", "--colour-weight",
+                                                                              "2", "--curve-instruments",
+                                                                              runner.INSTRUMENTS]}}))
+    runs = tmp_path / "runs"
+    stages = {s.name: s for s in runner.plan(runs, "t", tmp_path / "out", recipe)}
+    names = list(stages)
+    assert names.index("vae") < names.index("vae_continued") < names.index("latents")
+    cont = stages["vae_continued"]
+    assert cont.module == "train_vae" and cont.resumable and not cont.done
+    assert cont.args[cont.args.index("--init-from") + 1] == str(runs / "vae")
+    assert cont.args[cont.args.index("--out") + 1] == str(runs / "vae_continued")
+    assert cont.args[cont.args.index("--curve-instruments") + 1] == str(runs / "instruments")
+    for name in ("latents", "base", "latents fantasy"):    # everything downstream reads the continued VAE
+        args = stages[name].args
+        assert args[args.index("--vae") + 1] == str(runs / "vae_continued"), name
+    asm = stages["assemble"].args
+    assert [asm[i + 1] for i, a in enumerate(asm) if a == "--vae"] == [str(runs / "vae"), str(runs / "vae_continued")]

@@ -101,6 +101,51 @@ def test_vae_warm_start_copies_every_tensor_of_the_same_shape(vae_dir, tmp_path)
     assert len(same) == copied and all(torch.equal(own[k], src[k]) for k in same)
 
 
+def test_freeze_encoder_trains_the_decoder_alone_and_keeps_the_latents(vae_dir, tmp_path):
+    from diffusers import AutoencoderKL
+
+    out = tmp_path / "decoder"
+    args = ["--out", str(out), *FAST, "--init-from", str(vae_dir), "--freeze-encoder", "--lr", "1e-2"]
+    assert train_vae.main([*args, "--steps", "2"]) == 0
+    before, after = AutoencoderKL.from_pretrained(vae_dir), AutoencoderKL.from_pretrained(out)
+    old, new = before.state_dict(), after.state_dict()
+    enc = [k for k in old if k.startswith(train_vae.ENCODER_PREFIXES)]
+    dec = [k for k in old if k not in enc]
+    assert enc and all(torch.equal(old[k], new[k]) for k in enc)
+    assert any(not torch.equal(old[k], new[k]) for k in dec)          # the decoder did learn
+    assert after.config.scaling_factor == before.config.scaling_factor
+    assert log_events(out, "start")[0]["trained_params"] == sum(new[k].numel() for k in dec)
+    with pytest.raises(SystemExit, match="made with --freeze-encoder"):
+        train_vae.main(["--out", str(out), *FAST, "--lr", "1e-2", "--steps", "3", "--resume", "--schedule-change"])
+    with pytest.raises(SystemExit):
+        train_vae.main(["--out", str(tmp_path / "no-init"), *FAST, "--steps", "1", "--freeze-encoder"])
+
+
+def test_patch_critic_trains_beside_the_decoder_and_resumes_only_with_it(vae_dir, tmp_path):
+    out = tmp_path / "critic"
+    args = ["--out", str(out), *FAST, "--init-from", str(vae_dir), "--freeze-encoder", "--adv-weight", "0.5"]
+    assert train_vae.main([*args, "--steps", "2"]) == 0
+    steps = [r for r in common.JsonlLog(out / common.LOG, echo=False).read() if "loss" in r]
+    assert all(r["adv_lambda"] > 0 and "d_loss" in r and "g_loss" in r for r in steps)
+    state = common.load_checkpoint(out / common.CHECKPOINT, restore_rng=False)
+    assert state["critic"] and state["critic_opt"]["state"]        # the critic stepped and is kept for a resume
+    assert train_vae.main([*args, "--steps", "3", "--resume", "--schedule-change"]) == 0
+    with pytest.raises(SystemExit, match="adv-weight"):
+        train_vae.main([*args[:-2], "--steps", "4", "--resume", "--schedule-change"])
+
+
+def test_patch_critic_scores_patches_and_its_losses_pull_apart():
+    from customizer.training.patch_critic import PatchCritic, critic_loss, generator_loss
+
+    critic = PatchCritic(width=8)
+    real, fake = torch.rand(2, 3, 64, 64), torch.zeros(2, 3, 64, 64, requires_grad=True)
+    assert critic(real).shape == (2, 1, 8, 8)
+    critic_loss(critic, real, fake).backward()
+    assert fake.grad is None                                   # the critic's loss never moves the decoder
+    generator_loss(critic, fake).backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
 def test_resume_refuses_a_changed_schedule_unless_told(vae_dir):
     args = ["--out", str(vae_dir), *FAST, "--resume", "--detail-weight", "10"]
     with pytest.raises(SystemExit, match="another schedule"):
@@ -327,6 +372,38 @@ def test_assembled_model_card_keeps_the_encoders_and_learning_curves(
     assert saved["stages"]["text_encoder"]["steps_done"] == 3
     assert (out / "learning_curve.png").exists()
     assert "learning_curve.png" in (out / "README.md").read_text()
+
+
+def test_assemble_counts_a_continued_vae_on_the_card_and_leaves_out_the_fast_tokenizer_file(vae_dir, runs, tmp_path):
+    from transformers import CLIPTokenizer
+
+    from customizer.training import assemble
+
+    base = runs / "base"
+    if not (base / "pipeline").exists():
+        pytest.skip("needs the frozen-encoder base run of this module")
+    more = runs / "vae-more"
+    assert train_vae.main(["--out", str(more), *FAST, "--steps", "2", "--init-from", str(vae_dir),
+                           "--colour-weight", "2", "--curve-instruments", INSTRUMENTS, "--curve-characters", "2"]) == 0
+    assert all("colour" in r for r in common.JsonlLog(more / common.LOG, echo=False).read() if "loss" in r)
+    out = tmp_path / "bundled"
+    facts = assemble.assemble([vae_dir, more], base, [], out, max_mb=60)
+    vae = facts["stages"]["vae"]
+    assert vae["steps_done"] == train_vae_steps(vae_dir) + 2 and vae["continued"][0]["start"]["colour_weight"] == 2
+    steps = [c["step"] for c in vae["curve"]]     # the continued run's step-0 point is the first run's last one
+    first = [c["step"] for c in assemble.stage_facts(vae_dir)["curve"]]
+    assert steps == [*first, vae["steps_done"]]
+    assert "continued (8x8-block colour L1 x 2.0)" in (out / "README.md").read_text()
+    # the fast tokenizer's file is left out (it repeats vocab.json + merges.txt) and the tokens are the same
+    assert not (out / "tokenizer" / "tokenizer.json").exists() and (base / "pipeline/tokenizer/tokenizer.json").exists()
+    slow = CLIPTokenizer.from_pretrained(out / "tokenizer")
+    full = CLIPTokenizer.from_pretrained(base / "pipeline" / "tokenizer")
+    for text in ("portrait of an adult, long wavy red hair, green eyes", "freckles and round glasses ✨ éà"):
+        assert slow(text).input_ids == full(text).input_ids
+
+
+def train_vae_steps(run):
+    return max(r["step"] for r in common.JsonlLog(run / common.LOG, echo=False).read() if "loss" in r)
 
 
 def test_a_base_continued_from_an_assembled_model_adds_up_on_its_card(

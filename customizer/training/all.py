@@ -3,13 +3,13 @@
     python -m customizer.training.all --runs DIR [--budget small|full] [--max-minutes M] [--out assets/bundled]
                                       [--dry-run]
 
-Stages (recipe.yaml holds their arguments): vae -> latents -> text encoder (captions only) -> image encoder
-(identity only) -> base (UNet + IP-Adapter on the frozen encoders) -> theme latents -> LoRAs -> instruments ->
-assemble. The encoder stages are optional: a recipe without them trains the encoders inside the base stage. A stage
-counts as done when its output says so (a checkpoint at the target step, a latent file made with the current VAE, the
-instruments' report); an unfinished one is continued with --resume and the minutes left of --max-minutes, so repeating
-the same command across sessions finishes the model. Every stage is a subprocess running the stage's own CLI, exactly
-the commands README.md documents (printed before each run).
+Stages (recipe.yaml holds their arguments): vae [-> vae continued] -> latents -> text encoder (captions
+only) -> image encoder (identity only) -> base (UNet + IP-Adapter on the frozen encoders) -> theme latents -> LoRAs
+-> instruments -> assemble. The encoder stages are optional: a recipe without them trains the encoders inside the
+base stage. A stage counts as done when its output says so (a checkpoint at the target step, a latent file made with
+the current VAE, the instruments' report); an unfinished one is continued with --resume and the minutes left of
+--max-minutes, so repeating the same command across sessions finishes the model. Every stage is a subprocess running
+the stage's own CLI, exactly the commands README.md documents (printed before each run).
 """
 from __future__ import annotations
 
@@ -126,12 +126,17 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
                 want = int(_arg(r[name], first)) + int(_arg(r[name], "--steps"))
                 stages.append(Stage(name, module, ["--out", str(inst), *r[name]], own_steps(inst, name) >= want,
                                     resumable=False, min_minutes=float(r.get(f"{name}_minutes", 0))))
-    stages += [
-        Stage("vae", "train_vae", ["--out", str(vae), *fill(r["vae"]), "--resume"],
-              checkpoint_step(vae) >= target_step(r["vae"])),
-        Stage("latents", "encode_corpus", ["--vae", str(vae), "--out", str(latents), *r["latents"]],
-              latents_current(latents, vae), resumable=False),
-    ]
+    stages.append(Stage("vae", "train_vae", ["--out", str(vae), *fill(r["vae"]), "--resume"],
+                        checkpoint_step(vae) >= target_step(r["vae"])))
+    vaes = [vae]
+    if "vae_continued" in r:   # the VAE goes on from its run (encoder too: the latents are made after it)
+        vaes.append(runs / "vae_continued")
+        stages.append(Stage("vae_continued", "train_vae", ["--out", str(vaes[-1]), "--init-from", str(vae),
+                                                           *fill(r["vae_continued"]), "--resume"],
+                            checkpoint_step(vaes[-1]) >= target_step(r["vae_continued"])))
+        vae = vaes[-1]
+    stages.append(Stage("latents", "encode_corpus", ["--vae", str(vae), "--out", str(latents), *r["latents"]],
+                        latents_current(latents, vae), resumable=False))
     base_args = ["--latents", str(latents), "--vae", str(vae), "--out", str(base)]
     for key, module, flag in (("text_encoder", "train_text_encoder", "--text-encoder"),
                               ("image_encoder", "train_image_encoder", "--image-encoder")):
@@ -173,7 +178,7 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
         stages.append(Stage(f"lora {theme}", "train_lora",
                             ["--base", str(bases[-1]), "--latents", str(tl), "--theme", theme, "--out", str(lr),
                              *r["lora"], "--resume"], checkpoint_step(lr) >= target_step(r["lora"])))
-    assemble_args = ["--vae", str(vae), *[a for b in bases for a in ("--base", str(b))],
+    assemble_args = [*[a for v in vaes for a in ("--vae", str(v))], *[a for b in bases for a in ("--base", str(b))],
                      *[a for lr in loras for a in ("--lora", str(lr))], "--out", str(out)]
     for key in ("text_encoder", "image_encoder", "image_encoder_look"):
         if key in r:

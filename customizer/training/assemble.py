@@ -55,17 +55,22 @@ def continued(previous: dict, run: dict) -> dict:
             "sessions": previous["sessions"] + run["sessions"],
             "curve": [*previous.get("curve", []),
                       *({**c, "step": c["step"] + steps, "seconds": c["seconds"] + seconds}
-                        for c in run.get("curve", []))]}
+                        for c in run.get("curve", [])
+                        # a run's step-0 point reads the weights it started from: the previous run's last point
+                        if c["step"] > 0 or not previous.get("curve"))]}
 
 
-def stages_of(vae: Path | None, bases: list[Path], loras: list[tuple[str, Path]], encoders: dict[str, Path],
+def stages_of(vaes: list[Path], bases: list[Path], loras: list[tuple[str, Path]], encoders: dict[str, Path],
               previous: dict | None) -> dict:
-    """Every stage's facts from its run's log; bases: the base runs in order, each warm-started from the one before
-    (one stage); with `previous` (an assembled model's training.json, whose base the first run continued) the
-    stages without a run here keep that model's facts."""
+    """Every stage's facts from its run's log; vaes and bases: runs in order, each warm-started from the one before
+    (one stage each); with `previous` (an assembled model's training.json, whose runs the first ones continued) the
+    stages without a run here keep that model's facts, and those with runs add up to them."""
     stages = dict(previous["stages"]) if previous else {}
+    vae = stages.get("vae") if previous else None
+    for v in vaes:
+        vae = continued(vae, stage_facts(v)) if vae is not None else stage_facts(v)
     if vae is not None:
-        stages["vae"] = stage_facts(vae)
+        stages["vae"] = vae
     stages.update({name: stage_facts(run) for name, run in encoders.items()})
     run = stages[BASE] if previous else None
     for b in bases:
@@ -86,21 +91,32 @@ def _copytree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
 
 
-def assemble(vae: Path | None, base: Path | list[Path], loras: list[Path], out: Path, max_mb: float,
+def drop_fast_tokenizer_file(folder: Path) -> None:
+    """tokenizer.json (3.6 MB) repeats vocab.json + merges.txt, from which CLIPTokenizer builds the same tokens
+    (every caption of the corpus checked, tests/test_training_second_design.py): assets/ has a 60 MB budget."""
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        (folder / "tokenizer.json").unlink(missing_ok=True)
+
+
+def assemble(vae: Path | list[Path] | None, base: Path | list[Path], loras: list[Path], out: Path, max_mb: float,
              instruments: Path | None = None, encoders: dict[str, Path] | None = None,
              previous: dict | None = None) -> dict:
-    """base: the base run, or base runs each continuing the one before (the last one's weights are copied);
-    encoders: the runs of the pre-trained, frozen encoders (text_encoder, image_encoder, image_encoder_look), for
-    the model card; previous: the training.json of the model the first base run continued (its earlier stages)."""
+    """vae: the VAE run, or VAE runs each continuing the one before (train_vae --init-from), for the model card
+    (the weights are the base's: it was trained on that VAE's latents); base: the base run, or base runs each
+    continuing the one before (the last one's weights are copied); encoders: the runs of the pre-trained, frozen
+    encoders (text_encoder, image_encoder, image_encoder_look), for the model card; previous: the training.json of
+    the model the first runs continued (its earlier stages)."""
     bases = list(base) if isinstance(base, (list, tuple)) else [base]
     base = bases[-1]
-    if vae is None and previous is None:
+    vaes = [] if vae is None else list(vae) if isinstance(vae, (list, tuple)) else [vae]
+    if not vaes and previous is None:
         raise SystemExit("--vae is needed unless the base continues an assembled model (--continue-from)")
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     _copytree(base / "pipeline", tmp)
     _copytree(base / "ip_adapter", tmp / "ip_adapter")
+    drop_fast_tokenizer_file(tmp / "tokenizer")
     (tmp / "loras").mkdir()
     themes = []
     for run in loras:
@@ -121,7 +137,7 @@ def assemble(vae: Path | None, base: Path | list[Path], loras: list[Path], out: 
     facts = {"size_mb": round(size, 2), "themes": themes,
              "parts_mb": {p.name: round(folder_mb(p) if p.is_dir() else p.stat().st_size / 1e6, 2)
                           for p in sorted(tmp.iterdir()) if p.name != "model_index.json"},
-             "stages": stages_of(vae, bases, list(zip(themes, loras)), encoders or {}, previous)}
+             "stages": stages_of(vaes, bases, list(zip(themes, loras)), encoders or {}, previous)}
     (tmp / "training.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     from .curve_plot import plot_curves
 
@@ -184,6 +200,18 @@ def _f(x) -> str:
     return "-" if x is None else x if isinstance(x, str) else f"{x:.2f}"
 
 
+def vae_note(vae: dict) -> str:
+    """Where the VAE's curve goes on with a continued run (train_vae --init-from), and what that run changed."""
+    out = []
+    for c in vae.get("continued", []):
+        st = c["start"]
+        what = [w for w, on in (("the decoder alone", st.get("freeze_encoder")),
+                                (f"8x8-block colour L1 x {st.get('colour_weight')}", st.get("colour_weight")),
+                                (f"patch critic x {st.get('adv_weight')}", st.get("adv_weight"))) if on]
+        out.append(f" From step {c['from_step']}: continued" + (f" ({', '.join(what)})" if what else "") + ".")
+    return "".join(out)
+
+
 def curve_tables(stages: dict) -> str:
     """The learning curves as tables (the picture is learning_curve.png): what each CPU hour bought."""
     from .curve_plot import ADAPTER_ON, adapter_on_valid
@@ -193,7 +221,7 @@ def curve_tables(stages: dict) -> str:
     if vae:
         out += ["## Learning curves", "", "![learning curves](learning_curve.png)", "",
                 "VAE: the instruments' reading of held-out renders after the round trip, over their reading of the "
-                "renders themselves (bar: >= 0.95 each).", "",
+                "renders themselves (bar: >= 0.95 each)." + vae_note(stages["vae"]), "",
                 "| step | CPU h | attributes | eye colour | hair colour | outfit | expression | verification "
                 "| lowest |",
                 "|---|---|---|---|---|---|---|---|---|"]
@@ -236,7 +264,9 @@ def curve_tables(stages: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m customizer.training.assemble", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--vae", type=Path, default=None, help="train_vae run folder (for the model card)")
+    ap.add_argument("--vae", type=Path, action="append", default=[],
+                    help="train_vae run folder (for the model card); repeat for runs that continue the one before "
+                         "(train_vae --init-from), or that continue the --continue-from model's VAE")
     ap.add_argument("--continue-from", type=Path, default=None,
                     help="the assembled model the base run was warm-started from (train_base --init-from): the "
                          "stages without a run here keep its training.json facts, and the base's add up")

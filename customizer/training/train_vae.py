@@ -34,11 +34,22 @@ def edge_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((dxa - dxb).abs().mean() + (dya - dyb).abs().mean())
 
 
+def colour_l1(a: torch.Tensor, b: torch.Tensor, cell: int = 8) -> torch.Tensor:
+    """L1 between the mean colours of cell x cell blocks (one per latent cell at the VAE's factor 8). A per-pixel
+    L1 lets a saturated colour drift (bright green hair came back dark teal, pink came back skin-coloured) while
+    the outlines cost more; this prices the colour of each region by itself."""
+    return (F.avg_pool2d(a, cell) - F.avg_pool2d(b, cell)).abs().mean()
+
+
 def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = None,
-             detail: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """detail: (B,1,H,W) masks of the pixels that carry eye colour and expression (detail_mask.py); their L1 counts
-    1 + args.detail_weight times (a weighted mean, so the loss keeps its scale)."""
-    post = vae.encode(x).latent_dist
+             detail: torch.Tensor | None = None, critic=None) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """(loss, logged parts, reconstruction). detail: (B,1,H,W) masks of the pixels that carry eye colour and
+    expression (detail_mask.py); their L1 counts 1 + args.detail_weight times (a weighted mean, so the loss keeps
+    its scale). critic (patch_critic.py, with args.adv_weight): its generator loss is added at adv_weight x the
+    ratio of the reconstruction loss's gradient to its own at the decoder's last layer (the adaptive weight of the
+    GAN behind Stable Diffusion's VAE), so the weight means the same whatever the loss scales."""
+    with torch.set_grad_enabled(not getattr(args, "freeze_encoder", False)):
+        post = vae.encode(x).latent_dist
     eps = torch.randn(post.mean.shape, generator=generator).to(x.device, post.mean.dtype)
     z = post.mean + post.std * eps
     rec = vae.decode(z).sample
@@ -55,10 +66,24 @@ def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = Non
     if args.mse_weight:
         loss = loss + args.mse_weight * F.mse_loss(rec, xf)
     parts = {"l1": l1.item(), "edge": edge.item(), "kl": kl.item()}
+    if getattr(args, "colour_weight", 0.0):
+        colour = colour_l1(rec, xf)
+        loss = loss + args.colour_weight * colour
+        parts["colour"] = colour.item()
     if detail is not None:
         d = detail.to(err.device, err.dtype)
         parts["detail_l1"] = ((err * d).sum() / (d.sum() * err.shape[1]).clamp(min=1)).item()
-    return loss, parts
+    if critic is not None:
+        from .patch_critic import generator_loss
+
+        g_loss = generator_loss(critic, rec)
+        last = vae.decoder.conv_out.weight
+        rec_grad, = torch.autograd.grad(loss, last, retain_graph=True)
+        adv_grad, = torch.autograd.grad(g_loss, last, retain_graph=True)
+        weight = (rec_grad.norm() / (adv_grad.norm() + 1e-4)).clamp(max=1e4).detach() * args.adv_weight
+        loss = loss + weight * g_loss
+        parts |= {"g_loss": g_loss.item(), "adv_lambda": weight.item()}
+    return loss, parts, rec
 
 
 @torch.no_grad()
@@ -129,6 +154,26 @@ def warm_start(vae, folder: Path) -> int:
     return len(same)
 
 
+ENCODER_PREFIXES = ("encoder.", "quant_conv.")  # everything that maps a picture to its latent
+
+
+def freeze_encoder(vae) -> list:
+    """Freeze the picture -> latent half; returns the decoder's parameters. The latents stay bit-for-bit those of
+    the VAE it started from, so a UNet trained on them (and precomputed latents) stays valid: only the drawing of
+    a latent as a picture learns."""
+    for name, p in vae.named_parameters():
+        p.requires_grad_(not name.startswith(ENCODER_PREFIXES))
+    return [p for p in vae.parameters() if p.requires_grad]
+
+
+def vae_of_config(folder: Path):
+    """An AutoencoderKL of folder's own config (a decoder trained alone keeps its VAE's shape, e.g. a widened one:
+    widen_vae.py), not the geometry's."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_config(AutoencoderKL.load_config(folder))
+
+
 def build_vae(geo: dict, seed: int):
     from ..engine.architectures import build_components
 
@@ -155,11 +200,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="train on CROP x CROP windows (a multiple of the VAE's factor), centred on the eyes, brows "
                          "or mouth for --face-share of them (the eval and the grids stay on whole pictures)")
     ap.add_argument("--face-share", type=float, default=0.5, help="share of --crop windows centred on a detail")
+    ap.add_argument("--freeze-encoder", action="store_true",
+                    help="train the decoder alone (needs --init-from, whose config it keeps): the latents, their "
+                         "scaling factor and every UNet trained on them stay valid")
+    ap.add_argument("--colour-weight", type=float, default=0.0,
+                    help="extra L1 on 8x8-block mean colours (colour_l1): keeps saturated colours saturated")
+    ap.add_argument("--adv-weight", type=float, default=0.0,
+                    help="patch critic (patch_critic.py) on the decoder's pictures at this adaptive weight (0: none; "
+                         "0.5 as Stable Diffusion's VAE)")
     ap.add_argument("--curve-instruments", type=Path, default=None,
                     help="instruments folder: at every grid, log what they read through this VAE (learning curve; "
                          "read only, never a loss)")
     ap.add_argument("--curve-characters", type=int, default=16, help="held-out characters of the learning curve")
     args = ap.parse_args(argv)
+    if args.freeze_encoder and args.init_from is None and not args.resume:
+        ap.error("--freeze-encoder needs --init-from (the VAE whose latents to keep)")
 
     geo = common.geometry(args.geometry)
     size = int(geo["resolution"])
@@ -173,18 +228,37 @@ def main(argv: list[str] | None = None) -> int:
     (out / "samples").mkdir(exist_ok=True)
 
     common.seed_everything(args.seed)
-    vae = build_vae(geo, args.seed).to(dev.device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    vae = (vae_of_config(args.init_from) if args.freeze_encoder else build_vae(geo, args.seed)).to(dev.device)
+    trained = freeze_encoder(vae) if args.freeze_encoder else list(vae.parameters())
+    opt = torch.optim.AdamW(trained, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    critic = critic_opt = None
+    if args.adv_weight > 0:
+        from .patch_critic import PatchCritic
+
+        critic = PatchCritic().to(dev.device)
+        critic_opt = torch.optim.AdamW(critic.parameters(), lr=args.lr, betas=(0.5, 0.9), weight_decay=0.0)
     step, seconds = 0, 0.0
     if state is not None:
         step, seconds = common.resume_point(state, args.geometry, args, log)
+        if bool(state["args"].get("freeze_encoder")) != args.freeze_encoder:
+            raise SystemExit("the checkpoint was made with" + ("out" if args.freeze_encoder else "")
+                             + " --freeze-encoder: resume it the same way")
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        if (critic is None) != ("critic" not in state):
+            raise SystemExit("the checkpoint was made with another --adv-weight (0 or not): resume it the same way")
+        if critic is not None:
+            critic.load_state_dict(state["critic"])
+            critic_opt.load_state_dict(state["critic_opt"])
     elif args.init_from is not None:
         copied = warm_start(vae, args.init_from)
         log.write(event="init_from", folder=str(args.init_from), copied=copied,
                   tensors=len(vae.state_dict()))
     scaling = float(state["scaling_factor"]) if state else 1.0
+    if args.freeze_encoder and state is None:
+        from diffusers import AutoencoderKL
+
+        scaling = float(AutoencoderKL.load_config(args.init_from)["scaling_factor"])  # the latents' own
     warmup = common.default_warmup(args)
 
     from .corpus import render_record
@@ -196,19 +270,23 @@ def main(argv: list[str] | None = None) -> int:
         log.write(event="start", geometry=args.geometry, device=dev.describe(), params=n_params,
                   fp16_mb=round(2 * n_params / 1e6, 2), batch=args.batch, steps=args.steps, lr=args.lr,
                   kl_weight=args.kl_weight, edge_weight=args.edge_weight, detail_weight=args.detail_weight,
-                  workers=workers)
+                  colour_weight=args.colour_weight,
+                  workers=workers, freeze_encoder=args.freeze_encoder, trained_params=sum(p.numel() for p in trained),
+                  adv_weight=args.adv_weight)
     else:
         log.write(event="resume", step=step, device=dev.describe())
 
     def checkpoint(final: bool = False) -> None:
         nonlocal scaling
         ev = evaluate(vae, eval_images, dev)
-        scaling = 1.0 / max(ev["latent_std"], 1e-6)
+        if not args.freeze_encoder:   # a frozen encoder keeps the scaling its latents were made with
+            scaling = 1.0 / max(ev["latent_std"], 1e-6)
         save_vae(vae, out, scaling)
         common.save_checkpoint(out / common.CHECKPOINT, {
             "step": step, "seconds": seconds, "model": vae.state_dict(), "opt": opt.state_dict(),
             "geometry": args.geometry, "schedule": common.schedule_of(args), "crop": args.crop,
-            "scaling_factor": scaling, "args": vars(args) | {"out": str(out)}})
+            "scaling_factor": scaling, "args": vars(args) | {"out": str(out)},
+            **({"critic": critic.state_dict(), "critic_opt": critic_opt.state_dict()} if critic is not None else {})})
         log.write(event="final" if final else "checkpoint", step=step, eval_l1=ev["eval_l1"],
                   latent_mean=ev["latent_mean"], latent_std=ev["latent_std"], scaling_factor=scaling)
 
@@ -248,12 +326,25 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr
         x = x.to(dev.device, non_blocking=True)
+        if critic is not None:
+            for g in critic_opt.param_groups:
+                g["lr"] = lr
         with dev.autocast():
-            loss, parts = vae_loss(vae, x, args, common.step_generator(args.seed, "vae-noise", step), detail)
+            loss, parts, rec = vae_loss(vae, x, args, common.step_generator(args.seed, "vae-noise", step), detail,
+                                        critic)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        gnorm = torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
+        if critic is not None:
+            from .patch_critic import critic_loss
+
+            with dev.autocast():
+                d_loss = critic_loss(critic, x, rec)
+            critic_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            critic_opt.step()
+            parts["d_loss"] = d_loss.item()
         step += 1
         seconds += time.perf_counter() - t0
         for k, v in {"loss": loss.item(), **parts, "grad_norm": float(gnorm)}.items():
