@@ -48,7 +48,7 @@ def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = Non
     its scale). critic (patch_critic.py, with args.adv_weight): its generator loss is added at adv_weight x the
     ratio of the reconstruction loss's gradient to its own at the decoder's last layer (the adaptive weight of the
     GAN behind Stable Diffusion's VAE), so the weight means the same whatever the loss scales."""
-    with torch.set_grad_enabled(not getattr(args, "freeze_encoder", False)):
+    with torch.set_grad_enabled(not args.freeze_encoder):
         post = vae.encode(x).latent_dist
     eps = torch.randn(post.mean.shape, generator=generator).to(x.device, post.mean.dtype)
     z = post.mean + post.std * eps
@@ -66,7 +66,7 @@ def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = Non
     if args.mse_weight:
         loss = loss + args.mse_weight * F.mse_loss(rec, xf)
     parts = {"l1": l1.item(), "edge": edge.item(), "kl": kl.item()}
-    if getattr(args, "colour_weight", 0.0):
+    if args.colour_weight:
         colour = colour_l1(rec, xf)
         loss = loss + args.colour_weight * colour
         parts["colour"] = colour.item()
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                          "read only, never a loss)")
     ap.add_argument("--curve-characters", type=int, default=16, help="held-out characters of the learning curve")
     args = ap.parse_args(argv)
-    if args.freeze_encoder and args.init_from is None and not args.resume:
+    if args.freeze_encoder and args.init_from is None:   # its config and latents are the ones kept, resumes too
         ap.error("--freeze-encoder needs --init-from (the VAE whose latents to keep)")
 
     geo = common.geometry(args.geometry)
@@ -256,9 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                   tensors=len(vae.state_dict()))
     scaling = float(state["scaling_factor"]) if state else 1.0
     if args.freeze_encoder and state is None:
-        from diffusers import AutoencoderKL
-
-        scaling = float(AutoencoderKL.load_config(args.init_from)["scaling_factor"])  # the latents' own
+        scaling = float(vae.config.scaling_factor)   # the init VAE's config, so the latents' own
     warmup = common.default_warmup(args)
 
     from .corpus import render_record
@@ -270,9 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         log.write(event="start", geometry=args.geometry, device=dev.describe(), params=n_params,
                   fp16_mb=round(2 * n_params / 1e6, 2), batch=args.batch, steps=args.steps, lr=args.lr,
                   kl_weight=args.kl_weight, edge_weight=args.edge_weight, detail_weight=args.detail_weight,
-                  colour_weight=args.colour_weight,
-                  workers=workers, freeze_encoder=args.freeze_encoder, trained_params=sum(p.numel() for p in trained),
-                  adv_weight=args.adv_weight)
+                  colour_weight=args.colour_weight, adv_weight=args.adv_weight, workers=workers,
+                  freeze_encoder=args.freeze_encoder, trained_params=sum(p.numel() for p in trained))
     else:
         log.write(event="resume", step=step, device=dev.describe())
 

@@ -11,6 +11,8 @@ room: `train_vae --init-from OUT --freeze-encoder` then trains the decoder alone
 """
 from __future__ import annotations
 
+from . import common  # first: sets OMP_WAIT_POLICY before torch loads
+
 import argparse
 import sys
 from pathlib import Path
@@ -49,13 +51,13 @@ def widen(src, channels: list[int], seed: int = 0):
     if config.get("mid_block_add_attention", True):    # doubled channels double its dot products: not preserved
         raise ValueError("only a VAE without mid-block attention widens exactly (mid_block_add_attention: false)")
     wide = AutoencoderKL(**{**config, "block_out_channels": list(channels)})
-    src_state = src.state_dict()
-    if set(src_state) != set(wide.state_dict()):   # e.g. a block made as wide as the next loses its shortcut conv
+    src_state, wide_state = src.state_dict(), wide.state_dict()
+    if set(src_state) != set(wide_state):   # e.g. a block made as wide as the next loses its shortcut conv
         raise ValueError(f"channels {channels} change the VAE's layers, not only their width: double every block "
                          "or a run of blocks that keeps which ones change width")
     gen = torch.Generator().manual_seed(seed)
     wide.load_state_dict({k: widen_tensor(src_state[k], v.shape, gen).to(v.dtype)
-                          for k, v in wide.state_dict().items()})
+                          for k, v in wide_state.items()})
     return wide
 
 
@@ -73,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         raise SystemExit(f"widen_vae: {e}") from None
     wide.save_pretrained(args.out, safe_serialization=True)
-    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    print(f"widen_vae: {n(src):,} -> {n(wide):,} parameters in {args.out}", file=sys.stderr)
+    print(f"widen_vae: {common.param_count(src):,} -> {common.param_count(wide):,} parameters in {args.out}",
+          file=sys.stderr)
     return 0
 
 
