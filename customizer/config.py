@@ -47,8 +47,9 @@ class ThemeConfig:
 @dataclass(frozen=True)
 class LikenessConfig:
     """How selfies are scored against the locked reference, and retried into a band (customizer/likeness)."""
-    instrument: str                        # a name in likeness.registry.INSTRUMENTS: "identity" | "face"
-    path: str | None = None                # identity: folder with identity.safetensors + .json; face: models dir
+    instrument: str                        # a name in likeness.registry.INSTRUMENTS: "identity" | "adapter" | "face"
+    path: str | None = None                # identity: folder with identity.safetensors + .json; adapter: the
+                                           # IP-Adapter's image_encoder folder; face: models dir
     band: tuple[float, float] | None = None  # target score range; None = score only, never retry
     max_attempts: int = 1                  # renders per selfie at most (1 = no retries)
 

@@ -9,7 +9,9 @@ as the UI does: design (candidates), lock the first candidate, then K selfies in
 framings at the default likeness, once per variant with the same seeds:
   plain          the locked reference alone conditions each selfie, one render per selfie
   sheet          + the reference sheet made at lock (views inside the likeness band condition too)
-  retries        + automatic retries into the likeness band (the profile's, or --band / --max-attempts)
+  retries        + automatic retries into the likeness band (the profile's, or --band / --max-attempts), picked
+                 by the profile's likeness instrument (the bundled profile's: the IP-Adapter's image encoder, so
+                 the identity instrument that grades them did not pick them)
   character_lora (with --character-lora) the sheet variant + a character LoRA trained after lock on the reference
                  and its sheet (no selfie of the eval is accepted into it: they are the test set)
   no_ip_adapter  the IP-Adapter switched off (scale 0): the proof that the reference conditioning works
@@ -231,7 +233,8 @@ def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None =
         lk = LikenessConfig(instrument=lk.instrument if lk else "identity", path=lk.path if lk else None,
                             band=band or (lk.band if lk else None),
                             max_attempts=max_attempts or (lk.max_attempts if lk else 1))
-    if lk is not None and lk.instrument == "identity":   # score with the instruments this eval measures with
+    # a profile scoring likeness with the identity instrument gets this eval's (the judge then also picks retries)
+    if lk is not None and lk.instrument == "identity":
         lk = dataclasses.replace(lk, path=str(inst_dir))
     out = {"plain": dataclasses.replace(profile, likeness=None, reference_sheet=False)}
     if refsheet.enabled(profile):

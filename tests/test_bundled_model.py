@@ -80,7 +80,7 @@ def test_design_lock_selfie_on_the_bundled_model(studio):
     ref = studio.lock(cid, a["id"])
     selfies = studio.selfie(cid, {"scene": "beach", "expression": "laughing"}, seed=3, count=1)
     s = selfies[0]
-    assert s["likeness_state"] == "scored" and s["likeness_instrument"] == "identity"
+    assert s["likeness_state"] == "scored" and s["likeness_instrument"] == "adapter"
     assert 0.0 <= s["likeness"] <= 1.0 and 1 <= s["attempts"] <= studio.profile.likeness.max_attempts
     assert s["recipe"]["ip_adapter_scale"] > 0 and s["recipe"]["reference_sha256"] == ref["image_sha256"]
     assert np.abs(_arr(s["path"]) - _arr(ref["path"])).mean() > 3  # a new picture, not the reference again

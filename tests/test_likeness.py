@@ -12,11 +12,12 @@ from PIL import Image
 from customizer.config import LikenessConfig, load_config
 from customizer.errors import ConfigError
 from customizer.likeness import badge
+from customizer.likeness.adapter import read_calibration
 from customizer.likeness.band import Band
 from customizer.likeness.result import Likeness
 from customizer.likeness.retry import Attempt, attempt_seeds, best_of
 from customizer.likeness.scorer import NO_FACE_BLOB, load_scorer
-from likeness_helpers import needs_face, random_identity_encoder
+from likeness_helpers import needs_face, random_adapter_encoder, random_identity_encoder
 
 
 def scored(x: float) -> Likeness:
@@ -124,8 +125,13 @@ def test_config_refuses_bad_likeness_entries(tmp_path, entry, message):
 def test_shipped_profiles_configure_likeness():
     config = load_config()
     bundled = config.profile("bundled").likeness
-    assert bundled.instrument == "identity" and bundled.path.endswith("assets/bundled/instruments")
+    # the app picks retries with the adapter's encoder, so the eval's identity instrument stays the judge
+    assert bundled.instrument == "adapter" and bundled.path.endswith("assets/bundled/ip_adapter/image_encoder")
     assert bundled.band and bundled.max_attempts > 1
+    # the band starts at the threshold calibrated for these weights (assemble writes it; a retrained encoder must
+    # move the band with it)
+    threshold = read_calibration(bundled.path)["threshold"]
+    assert threshold - 0.01 <= bundled.band[0] <= threshold + 1e-9
     for name in ("sd15", "sd15-zerogpu", "sdxl"):
         face = config.profile(name).likeness
         assert face.instrument == "face" and face.band[0] == pytest.approx(0.5)  # dlib's same-person line
@@ -166,6 +172,38 @@ def test_identity_instrument_with_random_weights(tmp_path):
     # other weights -> another cache key: a cached reference descriptor is never used with the wrong encoder
     s2 = load_scorer(LikenessConfig("identity", str(random_identity_encoder(tmp_path / "b", seed=1))))
     assert s2.cache_key != s.cache_key
+
+
+def test_adapter_instrument_with_random_weights(tmp_path):
+    folder = random_adapter_encoder(tmp_path / "enc", seed=0)
+    s = load_scorer(LikenessConfig("adapter", str(folder)))
+    assert s.available and s.cache_key.startswith("likeness:adapter:")
+    rng = np.random.default_rng(0)
+    ref = Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    other = Image.fromarray(rng.integers(0, 255, (64, 48, 3), dtype=np.uint8))  # resized to the encoder's size
+    blob = s.reference_blob(ref)
+    assert len(blob) == 16 * 4 and blob == s.reference_blob(ref)   # the projection, float32, deterministic
+    same = s.score(blob, ref)
+    assert same.state == "scored" and same.score == pytest.approx(1.0, abs=1e-5)
+    lk = s.score(blob, other)
+    assert lk.state == "scored" and lk.score < same.score and "threshold" not in lk.detail
+    s2 = load_scorer(LikenessConfig("adapter", str(random_adapter_encoder(tmp_path / "enc2", seed=1))))
+    assert s2.cache_key != s.cache_key
+    missing = load_scorer(LikenessConfig("adapter", str(tmp_path / "nothing")))
+    assert not missing.available and "no IP-Adapter image encoder" in missing.reason
+
+
+def test_calibration_writes_the_threshold_the_adapter_instrument_reports(tmp_path):
+    from customizer.training.calibrate_likeness import calibrate
+
+    folder = random_adapter_encoder(tmp_path / "enc")
+    cal = calibrate(folder, people=4, selfies=2)
+    assert read_calibration(folder) == cal and cal["people"] == 4 and cal["max_far"] == 0.05
+    assert cal["far"] <= 0.05 and -1.0 <= cal["threshold"] <= 1.0 + 1e-6
+    s = load_scorer(LikenessConfig("adapter", str(folder)))
+    img = Image.new("RGB", (32, 32), (200, 120, 80))
+    lk = s.score(s.reference_blob(img), img)
+    assert lk.detail["threshold"] == cal["threshold"] and lk.detail["same_person"] is True
 
 
 def test_scorer_turns_instrument_failures_into_an_error_state(tmp_path):

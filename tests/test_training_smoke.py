@@ -260,12 +260,15 @@ def test_assembled_folder_runs_in_the_engine_with_reference_and_theme(base_ip, l
     from tiny_profiles import tiny_profile_yaml
 
     out = runs / "bundled"
-    facts = assemble.assemble(vae_dir, base_ip, [lora_run], out, max_mb=60)
+    facts = assemble.assemble(vae_dir, base_ip, [lora_run], out, max_mb=60, calibration_people=4)
     assert facts["themes"] == ["fantasy"] and facts["size_mb"] < 60
+    # the image encoder calibrated as the app's likeness instrument, its threshold on the card
+    cal = json.loads((out / "ip_adapter" / "image_encoder" / "likeness.json").read_text())
+    assert cal == facts["likeness"] and cal["people"] == 4 and -1.0 <= cal["threshold"] <= 1.0
     assert set(facts["stages"]) == {"vae", "base + ip_adapter", "lora fantasy"}
     assert facts["stages"]["base + ip_adapter"]["steps_done"] == 2
     card = (out / "README.md").read_text()
-    assert "| base + ip_adapter | cpu" in card and "fantasy" in card
+    assert "| base + ip_adapter | cpu" in card and "fantasy" in card and "## Likeness" in card
     with pytest.raises(SystemExit):
         assemble.assemble(vae_dir, base_ip, [lora_run], runs / "too-big", max_mb=0.001)
     assert not (runs / "too-big").exists() and not (runs / "too-big.tmp").exists()

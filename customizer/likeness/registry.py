@@ -6,6 +6,7 @@ import importlib
 
 INSTRUMENTS: dict[str, str] = {
     "identity": "customizer.likeness.identity:IdentityInstrument",  # bundled domain, trained on renderer truth
+    "adapter": "customizer.likeness.adapter:AdapterInstrument",    # bundled domain, the IP-Adapter's encoder
     "face": "customizer.likeness.face:FaceInstrument",              # photoreal profiles: dlib 128-D descriptor
 }
 

@@ -101,12 +101,13 @@ def drop_fast_tokenizer_file(folder: Path) -> None:
 
 def assemble(vae: Path | list[Path] | None, base: Path | list[Path], loras: list[Path], out: Path, max_mb: float,
              instruments: Path | None = None, encoders: dict[str, Path] | None = None,
-             previous: dict | None = None) -> dict:
+             previous: dict | None = None, calibration_people: int = 0) -> dict:
     """vae: the VAE run, or VAE runs each continuing the one before (train_vae --init-from), for the model card
     (the weights are the base's: it was trained on that VAE's latents); base: the base run, or base runs each
     continuing the one before (the last one's weights are copied); encoders: the runs of the pre-trained, frozen
     encoders (text_encoder, image_encoder, image_encoder_look), for the model card; previous: the training.json of
-    the model the first runs continued (its earlier stages)."""
+    the model the first runs continued (its earlier stages); calibration_people: held-out people the IP-Adapter's
+    image encoder is calibrated on as the app's likeness instrument (calibrate_likeness.py; 0 = not calibrated)."""
     bases = list(base) if isinstance(base, (list, tuple)) else [base]
     base = bases[-1]
     vaes = [] if vae is None else list(vae) if isinstance(vae, (list, tuple)) else [vae]
@@ -131,6 +132,12 @@ def assemble(vae: Path | list[Path] | None, base: Path | list[Path], loras: list
         for f in sorted(instruments.iterdir()):
             if f.suffix in (".safetensors", ".json"):
                 shutil.copy2(f, tmp / "instruments" / f.name)
+    likeness = None
+    if calibration_people:
+        from .calibrate_likeness import calibrate
+
+        likeness = calibrate(tmp / "ip_adapter" / "image_encoder", calibration_people,
+                             instruments=tmp / "instruments" if instruments is not None else None)
     size = folder_mb(tmp)
     if size > max_mb:
         shutil.rmtree(tmp)
@@ -139,6 +146,8 @@ def assemble(vae: Path | list[Path] | None, base: Path | list[Path], loras: list
              "parts_mb": {p.name: round(folder_mb(p) if p.is_dir() else p.stat().st_size / 1e6, 2)
                           for p in sorted(tmp.iterdir()) if p.name != "model_index.json"},
              "stages": stages_of(vaes, bases, list(zip(themes, loras)), encoders or {}, previous)}
+    if likeness is not None:
+        facts["likeness"] = likeness
     (tmp / "training.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     from .curve_plot import plot_curves
 
@@ -162,6 +171,7 @@ def model_card(facts: dict) -> str:
                     f"{st['final_loss'] if st['final_loss'] is None else round(st['final_loss'], 4)} |")
     parts = "\n".join(f"| {k} | {v} MB |" for k, v in facts["parts_mb"].items())
     curves = curve_tables(facts["stages"])
+    likeness = likeness_note(facts.get("likeness"))
     return f"""# Bundled model (trained by this project)
 
 A Stable Diffusion 1.x-format model trained from scratch on this project's synthetic character renderer
@@ -190,11 +200,26 @@ their weight alone (the captions never contained theme words), so the app's them
 |---|---|---|---|---|
 {chr(10).join(rows)}
 
-{curves}
+{curves}{likeness}
 Reproduce with one command, from the repository root (every stage resumes where it stopped, so it can be repeated
 across working sessions): `python -m customizer.training.all --runs DIR --budget small`. The stages' own commands
 are in `customizer/training/README.md`; `training.json` holds every stage's hyper-parameters as logged at its start.
 """
+
+
+def likeness_note(cal: dict | None) -> str:
+    """The app's likeness instrument (the adapter's image encoder) beside the eval's judge, on the same pairs."""
+    if not cal:
+        return ""
+    judge = cal.get("eval_instrument_same_pairs")
+    vs = (f"; the eval's identity instrument on the same pairs: {judge['accuracy']:.2f} "
+          f"(same {judge['same_mean']:.2f}, different {judge['different_mean']:.2f})") if judge else ""
+    return (f"## Likeness (the app's score and retries)\n\nThe app scores selfies against the locked reference with "
+            f"the IP-Adapter's own image encoder (`ip_adapter/image_encoder/likeness.json`), so the eval's identity "
+            f"instrument stays an independent judge of what retries buy. On {cal['people']} held-out people x "
+            f"{cal['selfies_per_person']} renderer photos: same-person threshold {cal['threshold']:.3f} at "
+            f"<= {cal['max_far']:.0%} false accepts, verification {cal['accuracy']:.2f} (same {cal['same_mean']:.2f}, "
+            f"different {cal['different_mean']:.2f}){vs}.\n\n")
 
 
 def _f(x) -> str:
@@ -282,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the image encoder run continued with --look-heads (model card)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--max-mb", type=float, default=60.0)
+    ap.add_argument("--calibration-people", type=int, default=200,
+                    help="held-out people to calibrate the image encoder as the app's likeness instrument on "
+                         "(calibrate_likeness.py; 0 = skip)")
     args = ap.parse_args(argv)
     encoders = {k: v for k, v in (("text_encoder", args.text_encoder), ("image_encoder", args.image_encoder),
                                   ("image_encoder_look", args.image_encoder_look)) if v}
@@ -289,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.continue_from is not None:
         # read before assembling: --out may be the same folder
         previous = json.loads((args.continue_from / "training.json").read_text(encoding="utf-8"))
-    facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb, args.instruments, encoders, previous)
+    facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb, args.instruments, encoders, previous,
+                     args.calibration_people)
     print(f"assembled {args.out}: {facts['size_mb']} MB, themes {facts['themes']}", file=sys.stderr)
     return 0
 
