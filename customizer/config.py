@@ -70,6 +70,7 @@ def _likeness(raw: Any, base: Path) -> LikenessConfig | None:
 
 # The defaults of the fields that were keys of a free `Profile.extra` mapping before every key got a typed field.
 EXTENSION_DEFAULTS: dict[str, Any] = {"ip_scale": (0.0, 1.0), "fuse_lora": True, "reference_sheet": True,
+                                      "sheet_conditions": True,
                                       "character_lora": {}, "selfie_prompt": "full"}
 SELFIE_PROMPTS = ("full", "from_reference")   # the prompts.yaml template of a selfie with a reference
 
@@ -99,6 +100,7 @@ class Profile:
     ip_scale: tuple[float, float] = (0.0, 1.0)  # IP-Adapter scale at likeness 0 and 1 (the likeness slider)
     fuse_lora: bool = True  # fuse theme/character LoRAs into the UNet weights (engine/lora_fuse.py)
     reference_sheet: bool = True  # render the reference sheet at lock (customizer/refsheet.py)
+    sheet_conditions: bool = True  # selfies are conditioned on the sheet's views in band too (False: the reference)
     character_lora: dict[str, Any] = field(default_factory=dict)  # training overrides (customizer/charlora.py)
     # "from_reference": selfies with a reference leave hair, eyes and skin to it (prompts.yaml); "full" restates them
     selfie_prompt: str = "full"
@@ -111,8 +113,8 @@ class Profile:
 
 
 def _extension_fields(name: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """The checked values of ip_scale, fuse_lora, reference_sheet, selfie_prompt and character_lora (a ConfigError
-    naming the profile and the key)."""
+    """The checked values of ip_scale, fuse_lora, reference_sheet, sheet_conditions, selfie_prompt and character_lora
+    (a ConfigError naming the profile and the key)."""
     from . import charlora  # charlora reads data files; it imports nothing of config
 
     out = {}
@@ -120,6 +122,7 @@ def _extension_fields(name: str, raw: dict[str, Any]) -> dict[str, Any]:
         out["ip_scale"] = schema.span("ip_scale", raw.get("ip_scale", EXTENSION_DEFAULTS["ip_scale"]), 0.0, 2.0)
         out["fuse_lora"] = schema.flag("fuse_lora", raw.get("fuse_lora", True))
         out["reference_sheet"] = schema.flag("reference_sheet", raw.get("reference_sheet", True))
+        out["sheet_conditions"] = schema.flag("sheet_conditions", raw.get("sheet_conditions", True))
         out["selfie_prompt"] = schema.choice("selfie_prompt", raw.get("selfie_prompt", "full"), SELFIE_PROMPTS)
     except ValueError as e:
         raise ConfigError(f"profile {name!r}: {e}") from None

@@ -8,12 +8,15 @@ the corpus gives that person, so deterministic) it drives customizer.service.Stu
 as the UI does: design (candidates), lock the first candidate, then K selfies in several scenes / expressions /
 framings at the default likeness, once per variant with the same seeds:
   plain          the locked reference alone conditions each selfie, one render per selfie
-  sheet          + the reference sheet made at lock (views inside the likeness band condition too)
-  retries        + automatic retries into the likeness band (the profile's, or --band / --max-attempts), picked
+  sheet          + the reference sheet made at lock (views inside the likeness band condition too, whatever the
+                 profile's sheet_conditions)
+  retries        the profile as configured (conditioned on the sheet or on the reference alone: sheet_conditions)
+                 + automatic retries into the likeness band (the profile's, or --band / --max-attempts), picked
                  by the profile's likeness instrument (the bundled profile's: the IP-Adapter's image encoder, so
                  the identity instrument that grades them did not pick them)
-  character_lora (with --character-lora) the sheet variant + a character LoRA trained after lock on the reference
-                 and its sheet (no selfie of the eval is accepted into it: they are the test set)
+  character_lora (with --character-lora) the profile as configured, one render per selfie, + a character LoRA
+                 trained after lock on the reference and its sheet (no selfie of the eval is accepted into it: they
+                 are the test set)
   no_ip_adapter  the IP-Adapter switched off (scale 0): the proof that the reference conditioning works
 The images are scored with the measuring instruments (customizer/likeness/instruments.py, trained on renderer
 ground truth only), and the same characters drawn by the renderer itself are scored too (`renderer_ceiling`: what
@@ -223,8 +226,9 @@ def consistency(instr, chars: list[dict[str, Any]], calibrated: float | None) ->
 def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None = None,
                      max_attempts: int | None = None) -> dict[str, Any]:
     """The profiles of the eval variants (all share one engine), each adding one thing to the one before:
-    plain (the reference alone, one render), sheet (+ the reference sheet), retries (+ retries into the likeness
-    band), and no_ip_adapter (the IP-Adapter off). Variants the profile cannot have are left out."""
+    plain (the reference alone, one render), sheet (+ the reference sheet's views condition), retries (the profile
+    as configured + retries into the likeness band), and no_ip_adapter (the IP-Adapter off). Variants the profile
+    cannot have are left out."""
     from . import refsheet
     from .config import LikenessConfig
 
@@ -240,7 +244,7 @@ def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None =
     if refsheet.enabled(profile):
         # the band still picks the views that condition selfies; one render per selfie
         one = dataclasses.replace(lk, max_attempts=1) if lk is not None else None
-        out["sheet"] = dataclasses.replace(profile, likeness=one)
+        out["sheet"] = dataclasses.replace(profile, likeness=one, sheet_conditions=True)
     if lk is not None and lk.band is not None and lk.max_attempts > 1:
         out["retries"] = dataclasses.replace(profile, likeness=lk)
     if profile.ip_adapter is not None:
@@ -413,7 +417,9 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
                        for name, p in profiles.items()}
             lora_studio = None
             if character_lora:
-                lora_profile = profiles.get("sheet", profiles["plain"])
+                # as configured: on the sheet's views too only where the profile conditions on them
+                lora_profile = dataclasses.replace(profiles.get("sheet", profiles["plain"]),
+                                                   sheet_conditions=profile.sheet_conditions)
                 lora_studio = Studio(config, lora_profile, store, engine_factory=lambda _p: plain.engine)
             t_gen = time.perf_counter()
             made = generate(studios, chars, selfies_per, candidates, likeness, log, lora_studio)

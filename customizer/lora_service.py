@@ -20,8 +20,8 @@ class CharacterLoras:
         return self.store.set_selfie_accepted(selfie_id, accepted, owner=owner)
 
     def lora_training_set(self, character_id: str, owner: str = "local") -> tuple[dict, list[dict]]:
-        """(the active reference, what a character LoRA trains on): the reference, its sheet views that condition
-        selfies (those outside the likeness band drifted or only copy it), and the accepted selfies of this
+        """(the active reference, what a character LoRA trains on): the reference, its sheet views inside the
+        likeness band (those outside it drifted or only copy it), and the accepted selfies of this
         reference, oldest first; each carries its own recipe. StateError when the character is not locked."""
         reference, _ = self._locked(character_id, owner)
         views = self.store.sheet_views(character_id, owner, reference["id"]) \

@@ -64,6 +64,12 @@ def enabled(profile: Any) -> bool:
     return profile.reference_sheet and profile.ip_adapter is not None
 
 
+def conditions(profile: Any) -> bool:
+    """Whether selfies are conditioned on the sheet's views in band besides the reference (`sheet_conditions: false`:
+    the sheet is still made, for viewing and the character LoRA, and selfies see the reference alone)."""
+    return enabled(profile) and profile.sheet_conditions
+
+
 def seed(reference_pixels: str) -> int:
     """One seed for the whole sheet (only the view changes from image to image), derived from the reference's
     pixels (pixel_digest): relocking the same portrait, or the same portrait rendered again, gives the same sheet."""

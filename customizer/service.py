@@ -82,6 +82,7 @@ class Studio(Rendering, Shooting, CharacterLoras):
         self._scorer = None
         self._scorer_lock = threading.Lock()
         self.reference_sheet = refsheet.enabled(profile)  # a bad switch value stops the app at start
+        self.sheet_conditions = refsheet.conditions(profile)
         self.lora_settings = charlora.settings(profile)   # so does a bad character_lora override
         self.lora_jobs = LoraJobs(self.lora_settings["parallel"], self.lora_settings["timeout_minutes"] * 60)
         self.gate = RenderGate()
@@ -333,8 +334,10 @@ class Studio(Rendering, Shooting, CharacterLoras):
         character = self.store.get_character(character_id, owner=owner)
         if character["sheet"]:
             kept, _ = refsheet.split(character["sheet"], self.likeness_policy[0])
-            used = {v["id"] for v in kept} if self.reference_sheet and self.profile.ip_adapter else set()
-            character["sheet"] = [v | {"conditions": v["id"] in used} for v in character["sheet"]]
+            used = {v["id"] for v in kept} if self.sheet_conditions else set()
+            # viewing_only: the profile conditions selfies on the reference alone, whatever the view's score
+            character["sheet"] = [v | {"conditions": v["id"] in used, "viewing_only": not self.sheet_conditions}
+                                  for v in character["sheet"]]
         return character
 
     def rename(self, character_id: str, name: str, owner: str = "local") -> dict:

@@ -22,7 +22,7 @@ Progress = Callable[[float, str], None]
 
 
 class Shooting:
-    """Studio mixin: needs the Studio's engine, store, profile, scorer, likeness_policy, reference_sheet,
+    """Studio mixin: needs the Studio's engine, store, profile, scorer, likeness_policy, sheet_conditions,
     lora_settings, current_lora, _recipe and _render."""
 
     def _reference_embeds(self, reference: dict) -> bytes:
@@ -65,7 +65,7 @@ class Shooting:
         combined (engine.combine_embeds) and cached with the reference under a key naming the images."""
         ref_blob = self._reference_embeds(reference)
         views = self.store.sheet_views(reference["character_id"], owner, reference["id"]) \
-            if self.reference_sheet else []
+            if self.sheet_conditions else []
         kept, left_out = refsheet.split(views, self.likeness_policy[0])
         shas = [reference["image_sha256"], *(v["image_sha256"] for v in kept)]
         if not kept:

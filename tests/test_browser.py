@@ -88,7 +88,8 @@ def test_design_lock_selfie_and_history_after_reload(app_factory, browser, page,
     assert not page.locator("#cancel-lora").is_visible()
     page.wait_for_selector("#reference-sheet img")
     notes = page.locator("#sheet-notes").inner_text()
-    assert notes.count("likeness") >= 1 and ("conditions selfies" in notes or "left out" in notes), notes
+    assert notes.count("likeness") >= 1 and ("conditions selfies" in notes or "left out" in notes
+                                                   or "for viewing" in notes), notes
     cut = page.evaluate("() => [...document.querySelectorAll('#reference-sheet .caption, #reference-sheet "
                         ".caption-label')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
     assert cut == [], f"cut-off captions: {cut}"

@@ -167,6 +167,10 @@ def test_every_profile_key_is_a_typed_field(tmp_path):
         "character_lora": {"steps": 30, "lr": 1, "targets": ["to_q"]}}}))
     p = cfg.profile("p")
     assert p.ip_scale == (0.2, 0.8) and p.fuse_lora is False and p.reference_sheet is False
+    assert p.sheet_conditions is True                                 # views in band condition, by default
+    assert dataclasses.replace(p, sheet_conditions=False).sheet_conditions is False
+    with pytest.raises(ConfigError, match="profile 'p': sheet_conditions must be true or false"):
+        dataclasses.replace(p, sheet_conditions="off")
     assert p.selfie_prompt == "full"                                  # the default restates the look
     assert dataclasses.replace(p, selfie_prompt="from_reference").selfie_prompt == "from_reference"
     with pytest.raises(ConfigError, match="profile 'p': selfie_prompt must be one of full, from_reference"):

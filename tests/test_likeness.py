@@ -289,3 +289,7 @@ def test_badges_say_score_band_state_and_attempts():
         item = {"seed": 1, "likeness": None, "likeness_state": state, "attempts": 1, "recipe": {}}
         assert words in badge.caption(item) and words in badge.cards_html([item])
     assert badge.caption({"seed": 4, "likeness": None, "recipe": {}}) == "seed 4"  # a candidate: no likeness
+    view = {"view": "frontal", "likeness": 0.9, "likeness_state": "scored", "recipe": {}}
+    assert badge.sheet_caption(view | {"conditions": True}).endswith("· conditions selfies")
+    assert badge.sheet_caption(view | {"conditions": False}).endswith("· left out")
+    assert badge.sheet_caption(view | {"conditions": False, "viewing_only": True}).endswith("· for viewing")

@@ -75,6 +75,26 @@ def test_the_views_are_data_and_the_switch_is_checked(make_studio):
 
 # ---------------------------------------------------------------- lock
 
+def test_a_sheet_for_viewing_only_leaves_selfies_on_the_reference(make_studio):
+    """sheet_conditions: false - the sheet is made and scored as usual, but no view conditions a selfie."""
+    st = make_studio(sheet_conditions=False)
+    cid, ref = design_and_lock(st)
+    assert [v["view"] for v in ref["sheet"]] == VIEWS
+    views = st.get_character(cid)["sheet"]
+    assert all(v["viewing_only"] and not v["conditions"] for v in views)
+    assert all(v["likeness_state"] == "scored" for v in views)  # in band [0, 1], and still not conditioning
+    s = st.selfie(cid, {"scene": "beach"}, seed=4)[0]
+    assert s["recipe"]["conditioning_sha256"] == [ref["image_sha256"]]
+    assert s["recipe"]["extra"]["sheet"] == {"views": [], "left_out": []}
+    _, same = st.reproduce(s["image_sha256"])
+    assert same
+    # the same store, a profile that conditions on the sheet: the views in band join the reference
+    both = make_studio(store=st.store)
+    assert not any(v["viewing_only"] for v in both.get_character(cid)["sheet"])
+    s2 = both.selfie(cid, {"scene": "beach"}, seed=4)[0]
+    assert s2["recipe"]["conditioning_sha256"] == [ref["image_sha256"], *(v["image_sha256"] for v in views)]
+
+
 def test_the_same_portrait_rendered_again_gets_the_same_sheet(make_studio, tmp_path):
     """The sheet's seed comes from the reference's pixels, not its file hash: the PNG also holds the recipe with
     this render's timings, so two runs of the same design store different files for the same pixels (an eval

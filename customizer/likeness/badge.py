@@ -53,8 +53,10 @@ def caption(item: dict, head: str | None = None) -> str:
 
 def sheet_caption(view: dict) -> str:
     """Reference sheet gallery caption: 'three-quarter left · likeness 0.91 ▰▰▰▰▰▰▰▰▰▱ in band · conditions selfies'
-    (or '· left out': outside the band or no face, see customizer/refsheet.py)."""
-    role = "conditions selfies" if view.get("conditions") else "left out"
+    (or '· left out': outside the band or no face, see customizer/refsheet.py; '· for viewing' where the profile
+    conditions selfies on the reference alone)."""
+    role = ("conditions selfies" if view.get("conditions") else "for viewing" if view.get("viewing_only")
+            else "left out")
     return " · ".join((str(view.get("view", "")), likeness_text(view), role))
 
 

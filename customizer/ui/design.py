@@ -100,8 +100,11 @@ def on_lock(page: Page, owner: str, v: dict, progress: gr.Progress) -> dict:
     studio.lock(char_id, cand_id, owner=owner, progress=progress_cb(progress), cancelled=client_gone())
     character = studio.get_character(char_id, owner=owner)
     used = sum(1 for view in character["sheet"] if view.get("conditions"))
-    sheet = (f" Reference sheet: {len(character['sheet'])} views, {used} of them condition selfies."
-             if character["sheet"] else "")
+    viewing = any(view.get("viewing_only") for view in character["sheet"])
+    sheet = "" if not character["sheet"] else (
+        f" Reference sheet: {len(character['sheet'])} views to look at; selfies are conditioned on the reference "
+        f"alone." if viewing else f" Reference sheet: {len(character['sheet'])} views, {used} of them condition "
+                                  f"selfies.")
     info = (f"Locked **{character['name']}**. Its reference never changes; open the Selfie studio to take "
             f"selfies.{sheet}")
     return {d.info: info, d.draft: draft_line(character), page.tabs: gr.Tabs(selected="selfie"),
