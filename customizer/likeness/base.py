@@ -25,6 +25,17 @@ class Instrument(Protocol):
         """Score in [0, 1] (1 = same) and the raw numbers behind it."""
 
 
+def cosine_score(reference: np.ndarray, other: np.ndarray, threshold: float | None) -> tuple[float, dict[str, Any]]:
+    """An embedding instrument's comparison: the cosine clipped to [0, 1] (a negative cosine means "nothing alike" as
+    much as 0 does), with the raw cosine and, where the instrument is calibrated, its same-person verdict."""
+    cosine = float(np.dot(reference, other) / max(np.linalg.norm(reference) * np.linalg.norm(other), 1e-12))
+    detail: dict[str, Any] = {"cosine": round(cosine, 6)}
+    if threshold is not None:
+        detail["threshold"] = threshold
+        detail["same_person"] = cosine >= threshold
+    return min(max(cosine, 0.0), 1.0), detail
+
+
 def file_digest(path: str | Path, n: int = 16) -> str:
     """Short sha256 of a weights file, for cache keys."""
     h = hashlib.sha256()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .base import InstrumentUnavailable, file_digest, shown_path
+from .base import InstrumentUnavailable, cosine_score, file_digest, shown_path
 
 WEIGHTS, CONFIG = "identity.safetensors", "identity.json"
 
@@ -54,9 +54,4 @@ class IdentityInstrument:
         return z[0].float().cpu().numpy().astype(np.float32)
 
     def compare(self, reference: np.ndarray, other: np.ndarray) -> tuple[float, dict[str, Any]]:
-        cosine = float(np.dot(reference, other) / max(np.linalg.norm(reference) * np.linalg.norm(other), 1e-12))
-        detail: dict[str, Any] = {"cosine": round(cosine, 6)}
-        if self.threshold is not None:
-            detail["threshold"] = self.threshold
-            detail["same_person"] = cosine >= self.threshold
-        return min(max(cosine, 0.0), 1.0), detail
+        return cosine_score(reference, other, self.threshold)
