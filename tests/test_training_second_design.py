@@ -30,7 +30,8 @@ def runs(tmp_path_factory):
 def vae_dir(runs):
     out = runs / "vae"
     assert train_vae.main(["--out", str(out), "--steps", "2", *FAST, "--detail-weight", "10",
-                           "--curve-instruments", INSTRUMENTS, "--curve-characters", "2"]) == 0
+                           "--region-colour-weight", "1", "--curve-instruments", INSTRUMENTS,
+                           "--curve-characters", "2"]) == 0
     return out
 
 
@@ -63,12 +64,15 @@ def image_encoder_run(runs):
 
 def test_detail_mask_marks_the_eyes_and_mouth_only():
     from customizer.training.corpus import PORTRAIT, Record
-    from customizer.training.detail_mask import detail_mask
+    from customizer.training.detail_mask import detail_mask, detail_masks
     from customizer.training.render import Variation, default_attrs
 
     rec = Record(0, 1234, default_attrs(), Variation.sample(5, **PORTRAIT), "portrait", "")
     mask = detail_mask(rec, 128)
     assert mask.shape == (128, 128) and set(np.unique(mask)) == {0.0, 1.0}
+    irises, expression = detail_masks(rec, 128)
+    assert np.array_equal(np.maximum(irises, expression), mask)    # the union is the single mask
+    assert 0 < irises.sum() < expression.sum()                      # the irises are a few pixels of the face
     assert 0.005 < mask.mean() < 0.1                     # small marks, not the picture
     rows = np.nonzero(mask.any(axis=1))[0]
     assert 30 < rows.mean() < 100                         # on the face of a close-up, not the background corners
@@ -76,14 +80,29 @@ def test_detail_mask_marks_the_eyes_and_mouth_only():
 
 def test_vae_detail_weight_and_learning_curve_are_logged(vae_dir):
     start = log_events(vae_dir, "start")[0]
-    assert start["detail_weight"] == 10.0
+    assert start["detail_weight"] == 10.0 and start["region_colour_weight"] == 1.0
     steps = [r for r in common.JsonlLog(vae_dir / common.LOG, echo=False).read() if "loss" in r]
-    assert all(0 <= r["detail_l1"] for r in steps)
+    assert all(0 <= r["detail_l1"] and 0 <= r["region_colour"] for r in steps)
     curve = log_events(vae_dir, "curve")
     assert [c["step"] for c in curve] == [0, 2]
     for c in curve:
         assert {"eye_colour", "mean", "expression_accuracy", "verification_accuracy"} <= set(c["roundtrip"])
         assert c["min_ratio"] == min(v for v in c["ratio"].values() if v is not None)
+
+
+def test_region_colour_prices_the_mean_colour_of_each_mask_wherever_it_lands():
+    x = torch.zeros(1, 3, 8, 8)
+    x[0, :, 2, 2] = 1.0                                        # a one-pixel "iris" at (2, 2)
+    moved = torch.zeros(1, 3, 8, 8)
+    moved[0, :, 2, 3] = 1.0                                    # the same colour one pixel over
+    grey = torch.full((1, 3, 8, 8), 0.0)
+    masks = torch.zeros(1, 2, 8, 8)
+    masks[0, 0, 1:4, 1:5] = 1                                  # the region around it; the second mask is empty
+    assert train_vae.region_colour_l1(x, x, masks) == 0
+    assert train_vae.region_colour_l1(moved, x, masks) == 0    # a per-pixel L1 would charge this twice
+    assert (moved - x).abs().sum() > 0
+    lost = train_vae.region_colour_l1(grey, x, masks)          # the colour gone: 1 / 12 of the region, per channel
+    assert float(lost) == pytest.approx(1 / 12)
 
 
 def test_vae_warm_start_copies_every_tensor_of_the_same_shape(vae_dir, tmp_path):
@@ -481,7 +500,7 @@ def test_crop_windows_are_deterministic_and_land_on_the_details():
     faces = RenderStream(0, 128, 64, detail=True, crop=32, face_share=1.0)
     anywhere = RenderStream(0, 128, 64, detail=True, crop=32, face_share=0.0)
     x, m = faces[5]
-    assert x.shape == (3, 32, 32) and m.shape == (1, 32, 32)
+    assert x.shape == (3, 32, 32) and m.shape == (2, 32, 32)  # irises, expression
     assert torch.equal(x, RenderStream(0, 128, 64, detail=True, crop=32, face_share=1.0)[5][0])   # resumable
     on_face = np.mean([float(faces[i][1].mean() > 0) for i in range(12)])
     at_random = np.mean([float(anywhere[i][1].mean() > 0) for i in range(12)])

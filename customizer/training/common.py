@@ -330,7 +330,8 @@ def held_out_records(seed: int, n: int, per_identity: int = 2) -> list:
 class RenderStream(torch.utils.data.Dataset):
     """Global sample index -> rendered training image (CHW, [-1, 1]). Index = step * batch + b, so the data a
     step sees depends only on (seed, step): resuming needs no data-loader state, and workers need no sharding.
-    detail=True adds each image's detail mask (1HW, detail_mask.py): (image, mask) pairs. crop=C returns a CxC
+    detail=True adds each image's detail masks (2HW: irises, then expression; detail_mask.detail_masks): (image,
+    masks) pairs. crop=C returns a CxC
     window instead of the whole picture, centred on a random detail pixel (eyes, brows, mouth) with probability
     face_share, anywhere otherwise: a convolutional VAE learns the same mapping from windows, and the compute
     goes where the small things are. Consecutive indices share one picture (crops_per_image windows of it), so
@@ -358,9 +359,9 @@ class RenderStream(torch.utils.data.Dataset):
             img = render_record(rec, self.size)
             if not self.detail and not self.crop:
                 return to_tensor(img)
-            from .detail_mask import detail_mask
+            from .detail_mask import detail_masks
 
-            mask = torch.from_numpy(detail_mask(rec, self.size, np.asarray(img, np.float32)))[None]
+            mask = torch.from_numpy(detail_masks(rec, self.size, np.asarray(img, np.float32)))
             x = to_tensor(img)
             self._last = (picture, (x, mask))
         if self.crop:
@@ -369,7 +370,7 @@ class RenderStream(torch.utils.data.Dataset):
 
     def _window(self, x: torch.Tensor, mask: torch.Tensor, rng: random.Random):
         c, side = int(self.crop), x.shape[-1]
-        ys, xs = torch.nonzero(mask[0] > 0, as_tuple=True)
+        ys, xs = torch.nonzero(mask.amax(0) > 0, as_tuple=True)
         if len(ys) and rng.random() < self.face_share:
             k = rng.randrange(len(ys))
             cy, cx = int(ys[k]) + rng.randint(-c // 4, c // 4), int(xs[k]) + rng.randint(-c // 4, c // 4)

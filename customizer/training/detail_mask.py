@@ -24,8 +24,9 @@ def _other(choices: list[str], current: str) -> str:
     return next(c for c in choices if c != current)
 
 
-def detail_mask(rec: Record, size: int, base: np.ndarray | None = None) -> np.ndarray:
-    """float32 (size, size) in {0, 1}: pixels that change with the eye colour or the expression of rec's photo."""
+def detail_masks(rec: Record, size: int, base: np.ndarray | None = None) -> np.ndarray:
+    """float32 (2, size, size) in {0, 1}: the pixels that change with the eye colour of rec's photo (the irises),
+    then those that change with its expression (brows, eyes, mouth)."""
     from ..character import catalogue, selfie_catalogue
 
     ident = Identity.sample(rec.identity_seed)
@@ -33,9 +34,15 @@ def detail_mask(rec: Record, size: int, base: np.ndarray | None = None) -> np.nd
         base = np.asarray(render(rec.attrs, ident, rec.variation, size), np.float32)
     eye = _other(list(catalogue()["eye_colour"].choices), rec.attrs["eye_colour"])
     expr = _other([c for c in selfie_catalogue()["expression"].choices if c != "custom"], rec.variation.expression)
-    mask = np.zeros(base.shape[:2], bool)
+    out = []
     for img in (render({**rec.attrs, "eye_colour": eye}, ident, rec.variation, size),
                 render(rec.attrs, ident, replace(rec.variation, expression=expr), size)):
-        mask |= np.abs(np.asarray(img, np.float32) - base).max(axis=-1) > CHANGE
-    grown = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(GROW))
-    return (np.asarray(grown) > 0).astype(np.float32)
+        mask = np.abs(np.asarray(img, np.float32) - base).max(axis=-1) > CHANGE
+        grown = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(GROW))
+        out.append(np.asarray(grown) > 0)
+    return np.stack(out).astype(np.float32)
+
+
+def detail_mask(rec: Record, size: int, base: np.ndarray | None = None) -> np.ndarray:
+    """float32 (size, size) in {0, 1}: pixels that change with the eye colour or the expression of rec's photo."""
+    return detail_masks(rec, size, base).max(axis=0)

@@ -41,13 +41,26 @@ def colour_l1(a: torch.Tensor, b: torch.Tensor, cell: int = 8) -> torch.Tensor:
     return (F.avg_pool2d(a, cell) - F.avg_pool2d(b, cell)).abs().mean()
 
 
+def region_colour_l1(a: torch.Tensor, b: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """L1 between the mean colours of a and b over each mask (B,K,H,W) of each picture, over the masks that mark
+    something. colour_l1 for regions a latent cell cannot hold apart: an iris is 2-3 pixels, and where its place is
+    uncertain a per-pixel L1 is cheapest with the surrounding colour (its median), so eye colour went grey; the mean
+    over the region prices the colour wherever it lands."""
+    m = masks.to(a.dtype).unsqueeze(2)                                   # B,K,1,H,W
+    area = m.sum(dim=(-2, -1))                                           # B,K,1
+    diff = ((a.unsqueeze(1) - b.unsqueeze(1)) * m).sum(dim=(-2, -1)) / area.clamp(min=1)   # B,K,C
+    marked = (area > 0).to(a.dtype).expand_as(diff)
+    return (diff.abs() * marked).sum() / marked.sum().clamp(min=1)
+
+
 def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = None,
              detail: torch.Tensor | None = None, critic=None) -> tuple[torch.Tensor, dict, torch.Tensor]:
-    """(loss, logged parts, reconstruction). detail: (B,1,H,W) masks of the pixels that carry eye colour and
-    expression (detail_mask.py); their L1 counts 1 + args.detail_weight times (a weighted mean, so the loss keeps
-    its scale). critic (patch_critic.py, with args.adv_weight): its generator loss is added at adv_weight x the
-    ratio of the reconstruction loss's gradient to its own at the decoder's last layer (the adaptive weight of the
-    GAN behind Stable Diffusion's VAE), so the weight means the same whatever the loss scales."""
+    """(loss, logged parts, reconstruction). detail: (B,2,H,W) masks of the pixels that carry eye colour, then
+    expression (detail_mask.detail_masks); their L1 counts 1 + args.detail_weight times (a weighted mean, so the
+    loss keeps its scale), and args.region_colour_weight prices each mask's mean colour (region_colour_l1).
+    critic (patch_critic.py, with args.adv_weight): its generator loss is added at adv_weight x the ratio of the
+    reconstruction loss's gradient to its own at the decoder's last layer (the adaptive weight of the GAN behind
+    Stable Diffusion's VAE), so the weight means the same whatever the loss scales."""
     with torch.set_grad_enabled(not args.freeze_encoder):
         post = vae.encode(x).latent_dist
     eps = torch.randn(post.mean.shape, generator=generator).to(x.device, post.mean.dtype)
@@ -55,8 +68,9 @@ def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = Non
     rec = vae.decode(z).sample
     rec, xf = rec.float(), x.float()
     err = (rec - xf).abs()
-    if detail is not None and args.detail_weight:
-        w = 1.0 + args.detail_weight * detail.to(err.device, err.dtype)
+    union = detail.amax(dim=1, keepdim=True) if detail is not None else None
+    if union is not None and args.detail_weight:
+        w = 1.0 + args.detail_weight * union.to(err.device, err.dtype)
         l1 = (err * w).sum() / (w.sum() * err.shape[1])
     else:
         l1 = err.mean()
@@ -70,9 +84,13 @@ def vae_loss(vae, x: torch.Tensor, args, generator: torch.Generator | None = Non
         colour = colour_l1(rec, xf)
         loss = loss + args.colour_weight * colour
         parts["colour"] = colour.item()
-    if detail is not None:
-        d = detail.to(err.device, err.dtype)
+    if union is not None:
+        d = union.to(err.device, err.dtype)
         parts["detail_l1"] = ((err * d).sum() / (d.sum() * err.shape[1]).clamp(min=1)).item()
+        region = region_colour_l1(rec, xf, detail.to(err.device))
+        parts["region_colour"] = region.item()
+        if args.region_colour_weight:
+            loss = loss + args.region_colour_weight * region
     if critic is not None:
         from .patch_critic import generator_loss
 
@@ -205,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                          "scaling factor and every UNet trained on them stay valid")
     ap.add_argument("--colour-weight", type=float, default=0.0,
                     help="extra L1 on 8x8-block mean colours (colour_l1): keeps saturated colours saturated")
+    ap.add_argument("--region-colour-weight", type=float, default=0.0,
+                    help="extra L1 on the mean colour of the irises and of the expression's pixels of each picture "
+                         "(region_colour_l1; needs --detail-weight, which brings the masks)")
     ap.add_argument("--adv-weight", type=float, default=0.0,
                     help="patch critic (patch_critic.py) on the decoder's pictures at this adaptive weight (0: none; "
                          "0.5 as Stable Diffusion's VAE)")
@@ -215,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.freeze_encoder and args.init_from is None:   # its config and latents are the ones kept, resumes too
         ap.error("--freeze-encoder needs --init-from (the VAE whose latents to keep)")
+    if args.region_colour_weight and not args.detail_weight:
+        ap.error("--region-colour-weight needs --detail-weight (the detail masks it reads come with it)")
 
     geo = common.geometry(args.geometry)
     size = int(geo["resolution"])
@@ -268,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         log.write(event="start", geometry=args.geometry, device=dev.describe(), params=n_params,
                   fp16_mb=round(2 * n_params / 1e6, 2), batch=args.batch, steps=args.steps, lr=args.lr,
                   kl_weight=args.kl_weight, edge_weight=args.edge_weight, detail_weight=args.detail_weight,
-                  colour_weight=args.colour_weight, adv_weight=args.adv_weight, workers=workers,
+                  colour_weight=args.colour_weight, region_colour_weight=args.region_colour_weight,
+                  adv_weight=args.adv_weight, workers=workers,
                   freeze_encoder=args.freeze_encoder, trained_params=sum(p.numel() for p in trained))
     else:
         log.write(event="resume", step=step, device=dev.describe())
