@@ -209,8 +209,9 @@ class Studio(Rendering, Shooting, CharacterLoras):
             self._reference_embeds(reference)
             if self.reference_sheet:
                 self._make_sheet(character_id, reference, owner, progress)
-                progress(0.95, "reference sheet: combining the embeddings")
-                self._conditioning(reference, owner)  # cached now: the first selfie starts right away
+                if self.sheet_conditions:  # otherwise selfies use the reference's embeddings, cached above
+                    progress(0.95, "reference sheet: combining the embeddings")
+                    self._conditioning(reference, owner)  # cached now: the first selfie starts right away
                 reference["sheet"] = self.get_character(character_id, owner=owner)["sheet"]
         progress(1.0, "done")
         return reference

@@ -58,14 +58,14 @@ class AdapterInstrument:
     def describe(self, image: Image.Image) -> np.ndarray:
         import torch
 
-        from ..engine.ip_adapter import preprocess
+        from ..engine.ip_adapter import embed
 
         rgb = image.convert("RGB")
         if rgb.size != (self.size, self.size):
             rgb = rgb.resize((self.size, self.size), Image.BICUBIC)
         pixels = torch.from_numpy(np.asarray(rgb, np.uint8).copy()).permute(2, 0, 1).unsqueeze(0)
         with self._lock, torch.inference_mode():
-            z = self.model(preprocess(pixels, self.size).to(self.device)).image_embeds[0]
+            z = embed(self.model, pixels, self.device)[0, 0]   # the embedding the adapter is conditioned on
         return z.float().cpu().numpy().astype(np.float32)
 
     def compare(self, reference: np.ndarray, other: np.ndarray) -> tuple[float, dict[str, Any]]:

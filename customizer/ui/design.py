@@ -99,12 +99,14 @@ def on_lock(page: Page, owner: str, v: dict, progress: gr.Progress) -> dict:
         raise gr.Error("Click a candidate portrait in the gallery first, then lock it.")
     studio.lock(char_id, cand_id, owner=owner, progress=progress_cb(progress), cancelled=client_gone())
     character = studio.get_character(char_id, owner=owner)
-    used = sum(1 for view in character["sheet"] if view.get("conditions"))
-    viewing = any(view.get("viewing_only") for view in character["sheet"])
-    sheet = "" if not character["sheet"] else (
-        f" Reference sheet: {len(character['sheet'])} views to look at; selfies are conditioned on the reference "
-        f"alone." if viewing else f" Reference sheet: {len(character['sheet'])} views, {used} of them condition "
-                                  f"selfies.")
+    sheet_views = character["sheet"]
+    sheet = ""
+    if any(view.get("viewing_only") for view in sheet_views):
+        sheet = (f" Reference sheet: {len(sheet_views)} views to look at; selfies are conditioned on the reference "
+                 f"alone.")
+    elif sheet_views:
+        used = sum(1 for view in sheet_views if view.get("conditions"))
+        sheet = f" Reference sheet: {len(sheet_views)} views, {used} of them condition selfies."
     info = (f"Locked **{character['name']}**. Its reference never changes; open the Selfie studio to take "
             f"selfies.{sheet}")
     return {d.info: info, d.draft: draft_line(character), page.tabs: gr.Tabs(selected="selfie"),
