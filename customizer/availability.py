@@ -70,8 +70,9 @@ def missing_parts(profile: Profile) -> list[str]:
         if theme.lora:
             folder, weight = _split_lora(theme.lora)
             _check(folder, weight, f"theme LoRA '{theme.name}'", missing)
-    if profile.upscaler:
-        _check(profile.upscaler, "model_index.json", "upscaler", missing)
+    if profile.upscaler:   # the project's own net (engine/sr_net.py) or diffusers' latent upscaler pipeline
+        own = _is_local(profile.upscaler) and (Path(profile.upscaler) / "upscaler.json").is_file()
+        _check(profile.upscaler, "upscaler.safetensors" if own else "model_index.json", "upscaler", missing)
     return missing
 
 

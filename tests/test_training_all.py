@@ -190,3 +190,43 @@ def test_plan_continues_the_vae_and_makes_every_latent_file_with_the_continued_o
         assert args[args.index("--vae") + 1] == str(runs / "vae_continued"), name
     asm = stages["assemble"].args
     assert [asm[i + 1] for i, a in enumerate(asm) if a == "--vae"] == [str(runs / "vae"), str(runs / "vae_continued")]
+
+
+def test_plan_chains_every_vae_continuation_in_recipe_order(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "vae_continued": ["--steps", "2"],
+                                            "vae_region": ["--steps", "3", "--region-colour-weight", "2"]}},
+                                     sort_keys=False))
+    runs = tmp_path / "runs"
+    stages = {s.name: s for s in runner.plan(runs, "t", tmp_path / "out", recipe)}
+    names = list(stages)
+    assert names.index("vae") < names.index("vae_continued") < names.index("vae_region") < names.index("latents")
+    region = stages["vae_region"].args
+    assert region[region.index("--init-from") + 1] == str(runs / "vae_continued")
+    assert region[region.index("--out") + 1] == str(runs / "vae_region")
+    for name in ("latents", "base", "latents fantasy"):    # everything downstream reads the last VAE
+        args = stages[name].args
+        assert args[args.index("--vae") + 1] == str(runs / "vae_region"), name
+    asm = stages["assemble"].args
+    assert [asm[i + 1] for i, a in enumerate(asm) if a == "--vae"] == [
+        str(runs / k) for k in ("vae", "vae_continued", "vae_region")]
+
+
+def test_plan_trains_the_upscaler_on_the_last_vae_and_assembles_it(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"t": {**TINY["tiny"], "vae_continued": ["--steps", "2"],
+                                            "upscaler": ["--steps", "4", "--pairs", "8"]}}))
+    runs = tmp_path / "runs"
+    stages = {s.name: s for s in runner.plan(runs, "t", tmp_path / "out", recipe)}
+    up = stages["upscaler"]
+    assert up.module == "train_upscaler" and up.resumable and not up.done
+    assert up.args[up.args.index("--vae") + 1] == str(runs / "vae_continued")
+    assert up.args[up.args.index("--out") + 1] == str(runs / "upscaler")
+    asm = stages["assemble"].args
+    assert asm[asm.index("--upscaler") + 1] == str(runs / "upscaler")
+    (runs / "upscaler").mkdir(parents=True)
+    (runs / "upscaler" / "log.jsonl").write_text(json.dumps({"event": "final", "step": 4}) + "\n")
+    assert {s.name: s for s in runner.plan(runs, "t", tmp_path / "out", recipe)}["upscaler"].done
+    recipe.write_text(yaml.safe_dump({"t": TINY["tiny"]}))
+    plan = runner.plan(runs, "t", tmp_path / "out", recipe)
+    assert "upscaler" not in {s.name for s in plan} and "--upscaler" not in plan[-1].args

@@ -421,6 +421,32 @@ def test_assemble_counts_a_continued_vae_on_the_card_and_leaves_out_the_fast_tok
         assert slow(text).input_ids == full(text).input_ids
 
 
+def test_assemble_ships_an_upscaler_run_and_counts_it_on_the_card(vae_dir, runs, tmp_path):
+    from customizer.engine import sr_net
+    from customizer.training import assemble
+
+    base = runs / "base"
+    if not (base / "pipeline").exists():
+        pytest.skip("needs the frozen-encoder base run of this module")
+    up = tmp_path / "upscaler_run"
+    net = sr_net.SRNet(channels=4, layers=2)
+    torch.nn.init.normal_(net.tail.weight, std=0.01)
+    sr_net.save(net, up)
+    (up / "pairs.pt").write_bytes(b"run-only cache: not shipped")
+    log = common.JsonlLog(up / common.LOG, echo=False)
+    log.write(event="start", device="cpu", batch=4, steps=3)
+    log.write(step=3, loss=0.05, seconds=1.5)
+    log.write(event="final", step=3)
+    out = tmp_path / "bundled"
+    facts = assemble.assemble([vae_dir], base, [], out, max_mb=60, upscaler=up)
+    assert sorted(p.name for p in (out / "upscaler").iterdir()) == [sr_net.CONFIG, sr_net.WEIGHTS]
+    shipped = sr_net.load(out / "upscaler")
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.allclose(shipped(x), net.half().float()(x), atol=1e-6)
+    assert facts["stages"]["upscaler"]["steps_done"] == 3 and "upscaler" in facts["parts_mb"]
+    assert "| upscaler | cpu | 3 x batch 4 |" in (out / "README.md").read_text()
+
+
 def train_vae_steps(run):
     return max(r["step"] for r in common.JsonlLog(run / common.LOG, echo=False).read() if "loss" in r)
 

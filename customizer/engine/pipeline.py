@@ -127,6 +127,8 @@ class Engine:
             self.weights["controlnet"] = fingerprint.fingerprint(p.controlnet.model)
         self.upscaler = (upscale.LearnedUpscaler(p.upscaler, self.device, self.dtype, self.local_only)
                          if p.upscaler else None)
+        if self.upscaler is not None and self.upscaler.kind == upscale.SR_NET:  # a local folder: a few hundred KB
+            self.weights["upscaler"] = fingerprint.fingerprint(p.upscaler)
         self._clock.wrap(self.pipe.vae, "decode", "decode")  # shared with cn_pipe
         for pipe in filter(None, (self.pipe, self.cn_pipe)):
             self._clock.wrap(pipe.image_processor, "postprocess", "decode")

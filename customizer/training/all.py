@@ -129,12 +129,13 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
     stages.append(Stage("vae", "train_vae", ["--out", str(vae), *fill(r["vae"]), "--resume"],
                         checkpoint_step(vae) >= target_step(r["vae"])))
     vaes = [vae]
-    if "vae_continued" in r:   # the VAE goes on from its run (encoder too: the latents are made after it)
-        vaes.append(runs / "vae_continued")
-        stages.append(Stage("vae_continued", "train_vae", ["--out", str(vaes[-1]), "--init-from", str(vae),
-                                                           *fill(r["vae_continued"]), "--resume"],
-                            checkpoint_step(vaes[-1]) >= target_step(r["vae_continued"])))
-        vae = vaes[-1]
+    # every vae_<name> key goes on from the VAE run before it (encoder too: the latents are made after the last)
+    for key in (k for k in r if k.startswith("vae_")):
+        vaes.append(runs / key)
+        stages.append(Stage(key, "train_vae", ["--out", str(vaes[-1]), "--init-from", str(vaes[-2]),
+                                               *fill(r[key]), "--resume"],
+                            checkpoint_step(vaes[-1]) >= target_step(r[key])))
+    vae = vaes[-1]
     stages.append(Stage("latents", "encode_corpus", ["--vae", str(vae), "--out", str(latents), *r["latents"]],
                         latents_current(latents, vae), resumable=False))
     base_args = ["--latents", str(latents), "--vae", str(vae), "--out", str(base)]
@@ -178,6 +179,11 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
         stages.append(Stage(f"lora {theme}", "train_lora",
                             ["--base", str(bases[-1]), "--latents", str(tl), "--theme", theme, "--out", str(lr),
                              *r["lora"], "--resume"], checkpoint_step(lr) >= target_step(r["lora"])))
+    upscaler = runs / "upscaler"
+    if "upscaler" in r:   # trained on the last VAE's round trips (the model's pictures are its decodes)
+        stages.append(Stage("upscaler", "train_upscaler", ["--vae", str(vae), "--out", str(upscaler),
+                                                          *r["upscaler"], "--resume"],
+                            checkpoint_step(upscaler) >= target_step(r["upscaler"])))
     assemble_args = [*[a for v in vaes for a in ("--vae", str(v))], *[a for b in bases for a in ("--base", str(b))],
                      *[a for lr in loras for a in ("--lora", str(lr))], "--out", str(out)]
     for key in ("text_encoder", "image_encoder", "image_encoder_look"):
@@ -185,6 +191,8 @@ def plan(runs: Path, budget: str, out: Path, recipe: Path = RECIPE) -> list[Stag
             assemble_args += [f"--{key.replace('_', '-')}", str(runs / key)]
     if "instruments" in r:
         assemble_args += ["--instruments", str(inst)]
+    if "upscaler" in r:
+        assemble_args += ["--upscaler", str(upscaler)]
     stages.append(Stage("assemble", "assemble", assemble_args, False, resumable=False))
     return stages
 

@@ -101,13 +101,14 @@ def drop_fast_tokenizer_file(folder: Path) -> None:
 
 def assemble(vae: Path | list[Path] | None, base: Path | list[Path], loras: list[Path], out: Path, max_mb: float,
              instruments: Path | None = None, encoders: dict[str, Path] | None = None,
-             previous: dict | None = None, calibration_people: int = 0) -> dict:
+             previous: dict | None = None, calibration_people: int = 0, upscaler: Path | None = None) -> dict:
     """vae: the VAE run, or VAE runs each continuing the one before (train_vae --init-from), for the model card
     (the weights are the base's: it was trained on that VAE's latents); base: the base run, or base runs each
     continuing the one before (the last one's weights are copied); encoders: the runs of the pre-trained, frozen
     encoders (text_encoder, image_encoder, image_encoder_look), for the model card; previous: the training.json of
     the model the first runs continued (its earlier stages); calibration_people: held-out people the IP-Adapter's
-    image encoder is calibrated on as the app's likeness instrument (calibrate_likeness.py; 0 = not calibrated)."""
+    image encoder is calibrated on as the app's likeness instrument (calibrate_likeness.py; 0 = not calibrated);
+    upscaler: the train_upscaler run whose net (upscaler.json + upscaler.safetensors) goes to upscaler/."""
     bases = list(base) if isinstance(base, (list, tuple)) else [base]
     base = bases[-1]
     vaes = [] if vae is None else list(vae) if isinstance(vae, (list, tuple)) else [vae]
@@ -132,6 +133,14 @@ def assemble(vae: Path | list[Path] | None, base: Path | list[Path], loras: list
         for f in sorted(instruments.iterdir()):
             if f.suffix in (".safetensors", ".json"):
                 shutil.copy2(f, tmp / "instruments" / f.name)
+    if upscaler is not None:
+        from ..engine import sr_net
+
+        (tmp / "upscaler").mkdir()
+        for name in (sr_net.CONFIG, sr_net.WEIGHTS):
+            if not (upscaler / name).is_file():
+                raise SystemExit(f"missing {upscaler / name}: finish the upscaler stage first")
+            shutil.copy2(upscaler / name, tmp / "upscaler" / name)
     likeness = None
     if calibration_people:
         from .calibrate_likeness import calibrate
@@ -146,6 +155,8 @@ def assemble(vae: Path | list[Path] | None, base: Path | list[Path], loras: list
              "parts_mb": {p.name: round(folder_mb(p) if p.is_dir() else p.stat().st_size / 1e6, 2)
                           for p in sorted(tmp.iterdir()) if p.name != "model_index.json"},
              "stages": stages_of(vaes, bases, list(zip(themes, loras)), encoders or {}, previous)}
+    if upscaler is not None:
+        facts["stages"]["upscaler"] = stage_facts(upscaler)
     if likeness is not None:
         facts["likeness"] = likeness
     (tmp / "training.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
@@ -305,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-encoder", type=Path, default=None, help="train_image_encoder run (model card)")
     ap.add_argument("--image-encoder-look", type=Path, default=None,
                     help="the image encoder run continued with --look-heads (model card)")
+    ap.add_argument("--upscaler", type=Path, default=None,
+                    help="train_upscaler run: its learned 2x upscaler goes to upscaler/ (the profile's `upscaler`)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--max-mb", type=float, default=60.0)
     ap.add_argument("--calibration-people", type=int, default=200,
@@ -318,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         # read before assembling: --out may be the same folder
         previous = json.loads((args.continue_from / "training.json").read_text(encoding="utf-8"))
     facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb, args.instruments, encoders, previous,
-                     args.calibration_people)
+                     args.calibration_people, args.upscaler)
     print(f"assembled {args.out}: {facts['size_mb']} MB, themes {facts['themes']}", file=sys.stderr)
     return 0
 
