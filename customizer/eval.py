@@ -253,6 +253,21 @@ def variant_profiles(profile, inst_dir: Path, band: tuple[float, float] | None =
     return out
 
 
+def retries_note(policy: dict[str, Any] | None) -> str:
+    """How far to trust the retries variant's identity figures: the eval's identity instrument grades them, and it
+    may be the very network that picked them."""
+    if not policy:
+        return "no retries variant: the profile has no likeness band or one attempt"
+    picker = policy.get("instrument")
+    if picker == "identity":
+        return ("retries keep the attempt the eval's identity instrument scores best, and the same instrument "
+                "measures here: the retries variant's identity figures are optimistic by construction; its shot "
+                "and attribute figures are measured by the independent classifiers.")
+    return (f"retries keep the attempt the {picker!r} likeness instrument scores best; the eval's identity "
+            "instrument, another network, grades them, so the retries variant's identity figures are not picked "
+            "by their judge.")
+
+
 def generate(studios: dict[str, Any], chars: list[dict[str, Any]], selfies_per: int, candidates: int,
              likeness: float, log: Callable[[str], None], lora_studio=None) -> list[dict[str, Any]]:
     """Design -> lock first candidate -> the same selfies (same seeds) through each variant's Studio.
@@ -451,9 +466,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
             "retry_policy": retry_policy,
             "character_lora_training_seconds": _mean([c["lora_training_seconds"] for c in made
                                                       if c["lora_training_seconds"] is not None]),
-            "note": "retries keep the attempt the identity encoder scores best, and the same encoder measures "
-                    "here: the retries variant's identity figures are optimistic by construction; its shot and "
-                    "attribute figures are measured by the independent classifiers.",
+            "note": retries_note(retry_policy),
         },
     }
     if renderer_ceiling:

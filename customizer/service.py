@@ -145,7 +145,7 @@ class Studio(Rendering, Shooting, CharacterLoras):
             guidance_end=recipe_guidance_end(settings.steps, settings.guidance, settings.guidance_end),
             character_lora_sha256=character_lora, ip_adapter_scale=ip_scale,
             reference_sha256=reference_sha, conditioning_sha256=conditioning, controlnet=controlnet,
-            upscale=(self.profile.upscaler or "lanczos2x") if settings.upscale else None,
+            upscale=(public_ref(self.profile.upscaler) or "lanczos2x") if settings.upscale else None,
             device=engine.device, dtype=str(engine.dtype).replace("torch.", ""), versions=dict(engine.versions),
             extra=extra or {},
         )

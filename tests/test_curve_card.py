@@ -1,6 +1,6 @@
-"""The model card's base learning curve leaves out the readings of curve points whose reference-conditioned
-selfies were drawn with every reference of their batch at once (before curve._draw conditioned each prompt on its
-own reference), and keeps everything else."""
+"""The model card's learning-curve notes. The VAE's says what each continued run added. The base's leaves out the
+readings of curve points whose reference-conditioned selfies were drawn with every reference of their batch at once
+(before curve._draw conditioned each prompt on its own reference), and keeps everything else."""
 from __future__ import annotations
 
 from customizer.training.assemble import curve_tables
@@ -27,3 +27,15 @@ def test_old_points_show_their_adapter_readings_as_not_available():
     assert rows["2000"][1:6] == ["0.61", "0.93", "0.17", "0.88", "0.75"] and rows["2000"][6] == "0.44 / 0.48"
     assert "all 16 references at once" in card
     assert "n/a*" not in curve_tables({"base": {"curve": [new]}})
+
+
+def test_the_card_says_what_each_continued_vae_run_added():
+    from customizer.training.assemble import vae_note
+
+    note = vae_note({"continued": [{"from_step": 2000, "start": {"colour_weight": 2.0}},
+                                   {"from_step": 3500, "start": {"colour_weight": 2.0, "region_colour_weight": 2.0}},
+                                   {"from_step": 4300, "start": {"freeze_encoder": True}}]})
+    assert note == (" From step 2000: continued (8x8-block colour L1 x 2.0)."
+                    " From step 3500: continued (8x8-block colour L1 x 2.0, iris / expression colour L1 x 2.0)."
+                    " From step 4300: continued (the decoder alone).")
+    assert vae_note({}) == ""

@@ -163,6 +163,7 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     assert variants["plain"]["attempts_per_selfie"] == variants["sheet"]["attempts_per_selfie"] == 1.0
     assert variants["retries"]["attempts_per_selfie"] == 2.0 and variants["retries"]["max_attempts_used"] == 2
     assert report["consistency"]["retry_policy"]["band"] == [0.0, 0.5]
+    assert report["consistency"]["note"] == ev.retries_note(report["consistency"]["retry_policy"])
     # plain: the reference alone; the random encoder scores every sheet view ~1, above the band [0, 0.5], so the
     # sheet variants leave every view out (a near copy adds nothing) and are conditioned on the reference alone too
     assert variants["plain"]["conditioning_images"] <= 1.0
@@ -246,3 +247,12 @@ def test_train_appearance_runs_both_stages_and_saves(tmp_path):
     assert all(0 <= labels[k].min() and labels[k].max() < len(v) for k, v in ta.heads().items())
     mixed, _ = ta.render_batch(0, 4, None)
     assert not np.array_equal(mixed, images)
+
+
+def test_the_retries_note_says_whether_the_judge_picked_the_retries():
+    from customizer.eval import retries_note
+
+    assert "optimistic by construction" in retries_note({"instrument": "identity", "band": [0.3, 0.99]})
+    own = retries_note({"instrument": "adapter", "band": [0.73, 0.995]})
+    assert "'adapter'" in own and "not picked by their judge" in own and "optimistic" not in own
+    assert retries_note(None).startswith("no retries variant")

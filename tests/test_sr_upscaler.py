@@ -120,3 +120,30 @@ def test_profile_upscaler_folder_runs_on_the_recipe_upscale_path(net_folder, tin
     assert np.array_equal(px(big), px(sr_net.SRUpscaler(net_folder).upscale(plain)))  # the net, on that image
     assert np.array_equal(px(big), px(again))
     assert np.abs(px(big) - px(upscale.lanczos2x(plain))).mean() > 1
+
+
+def test_a_studio_records_the_upscaler_by_name_and_reproduces_its_picture(net_folder, tiny_model_dir, tmp_path):
+    import yaml
+
+    from customizer.config import load_config
+    from customizer.service import Studio
+    from customizer.store import Store
+
+    cfg = {"default_profile": "tiny-sr", "storage": {"db": "characters.db", "data_dir": "data"},
+           "profiles": {"tiny-sr": tiny_profile_yaml(tiny_model_dir, controlnet=None, upscaler=str(net_folder),
+                                                     steps=2)}}
+    (tmp_path / "spaces.yaml").write_text(yaml.safe_dump(cfg))
+    config = load_config(tmp_path / "spaces.yaml")
+    store = Store(config.db_path, config.data_dir)
+    try:
+        from customizer.engine.pipeline import Engine
+
+        studio = Studio(config, config.profile(), store, engine_factory=Engine)
+        spec = {"hair_colour": "red", "eye_colour": "green", "age": 30}
+        cand = studio.design(spec, seed=3, n=1, advanced={"upscale": True})["candidates"][0]
+        # the server's disk layout stays out of recipes (they travel in PNGs, API answers and exports)
+        assert cand["recipe"]["upscale"] == "local:upscaler" and str(tmp_path) not in json.dumps(cand["recipe"])
+        image, exact = studio.reproduce(cand["image_sha256"])
+        assert exact and image.size == (64, 64)
+    finally:
+        store.close()

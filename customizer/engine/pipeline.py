@@ -32,7 +32,7 @@ from PIL import Image
 from ..availability import _split_lora, downloads_allowed, require_available
 from ..charlora import adapter_name, is_character_adapter
 from ..charlora import settings as charlora_settings
-from ..config import Profile
+from ..config import Profile, public_ref
 from ..errors import ModelUnavailable
 from ..recipe import Recipe
 from . import control, devices, embeddings, fingerprint, lora_fuse, prompt_cache, quiet, schedulers, stages, upscale
@@ -361,7 +361,8 @@ class Engine:
     def _upscale(self, image: Image.Image, recipe: Recipe) -> Image.Image:
         if recipe.upscale == upscale.CLASSICAL:
             return upscale.lanczos2x(image)
-        if self.upscaler is None or recipe.upscale != self.profile.upscaler:
+        # recipes name a local upscaler folder "local:<name>" (config.public_ref; its weights' hash is in weights)
+        if self.upscaler is None or recipe.upscale not in (self.profile.upscaler, public_ref(self.profile.upscaler)):
             raise ModelUnavailable(f"upscaler {recipe.upscale!r} is not configured in profile '{self.profile.name}'")
         return self.upscaler(image, recipe.prompt, recipe.seed)
 

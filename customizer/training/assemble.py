@@ -244,6 +244,8 @@ def vae_note(vae: dict) -> str:
         st = c["start"]
         what = [w for w, on in (("the decoder alone", st.get("freeze_encoder")),
                                 (f"8x8-block colour L1 x {st.get('colour_weight')}", st.get("colour_weight")),
+                                (f"iris / expression colour L1 x {st.get('region_colour_weight')}",
+                                 st.get("region_colour_weight")),
                                 (f"patch critic x {st.get('adv_weight')}", st.get("adv_weight"))) if on]
         out.append(f" From step {c['from_step']}: continued" + (f" ({', '.join(what)})" if what else "") + ".")
     return "".join(out)
