@@ -63,7 +63,9 @@ def test_repo_config_profiles(monkeypatch, tmp_path):
     # the bundled LoRAs were trained on captions without theme words: the adapter weight alone sets the look
     assert b.themes["vintage"].triggers == "" and b.themes["vintage"].adapter == "vintage"
     assert (b.steps, b.guidance, b.width, b.height, b.scheduler) == (8, 5.0, 128, 128, "dpmpp_2m")
-    assert b.controlnet is None and b.upscaler is None
+    # its own learned 2x upscaler (engine/sr_net.py), shipped beside the model
+    assert b.controlnet is None and b.upscaler == str(REPO_ROOT / "assets" / "bundled" / "upscaler")
+    assert b.budget.upscale_factor == 1.1
     assert (b.ip_scale, b.fuse_lora, b.reference_sheet, b.character_lora) == ((0.0, 1.0), True, True, {})
 
     s = cfg.profile("sd15")
