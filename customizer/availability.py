@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 from .config import Profile
+from .upscaler_folder import WEIGHTS as SR_WEIGHTS
+from .upscaler_folder import is_sr_folder
 from .errors import ModelUnavailable
 
 
@@ -71,8 +73,8 @@ def missing_parts(profile: Profile) -> list[str]:
             folder, weight = _split_lora(theme.lora)
             _check(folder, weight, f"theme LoRA '{theme.name}'", missing)
     if profile.upscaler:   # the project's own net (engine/sr_net.py) or diffusers' latent upscaler pipeline
-        own = _is_local(profile.upscaler) and (Path(profile.upscaler) / "upscaler.json").is_file()
-        _check(profile.upscaler, "upscaler.safetensors" if own else "model_index.json", "upscaler", missing)
+        own = _is_local(profile.upscaler) and is_sr_folder(profile.upscaler)
+        _check(profile.upscaler, SR_WEIGHTS if own else "model_index.json", "upscaler", missing)
     return missing
 
 

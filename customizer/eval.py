@@ -398,7 +398,7 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
              renderer_ceiling: bool = True, log: Callable[[str], None] = print,
              band: tuple[float, float] | None = None, max_attempts: int | None = None,
              character_lora: bool = False, steps: int | None = None,
-             guidance_end: float | None = None) -> dict[str, Any]:
+             guidance_end: float | None = None, guidance: float | None = None) -> dict[str, Any]:
     from .availability import require_available
     from .engine.pipeline import Engine
     from .service import Studio
@@ -413,6 +413,8 @@ def run_eval(out: Path, profile_name: str | None = None, config_path: str | Path
         profile = dataclasses.replace(profile, steps=int(steps))
     if guidance_end is not None:  # ... and with classifier-free guidance on fewer of the steps?
         profile = dataclasses.replace(profile, guidance_end=float(guidance_end))
+    if guidance is not None:  # ... and at another classifier-free guidance scale?
+        profile = dataclasses.replace(profile, guidance=float(guidance))
     require_available(profile)
     inst_dir = Path(instruments) if instruments else DEFAULT_INSTRUMENTS
     instr = Instruments.load(inst_dir)
@@ -519,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guidance-end", type=float, default=None,
                     help="fraction of the steps (the first ones) with classifier-free guidance (default: the "
                          "profile's)")
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="classifier-free guidance scale (default: the profile's)")
     args = ap.parse_args(argv)
     if args.characters < 2:
         ap.error("--characters must be at least 2 (identity needs other characters to compare with)")
@@ -532,13 +536,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--steps must be 1 to 150")
     if args.guidance_end is not None and not 0 < args.guidance_end <= 1:
         ap.error("--guidance-end must be in (0, 1]")
+    if args.guidance is not None and not 0 <= args.guidance <= 30:
+        ap.error("--guidance must be 0 to 30")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         report = run_eval(args.out, args.profile, args.config, args.characters, args.selfies_per,
                           args.instruments, args.candidates, args.likeness, not args.no_ip_pass, log=log,
                           band=tuple(args.band) if args.band else None, max_attempts=args.max_attempts,
                           character_lora=args.character_lora, steps=args.steps,
-                          guidance_end=args.guidance_end)
+                          guidance_end=args.guidance_end, guidance=args.guidance)
     except (ConfigError, ModelUnavailable, FileNotFoundError, CustomizerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

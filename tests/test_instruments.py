@@ -112,11 +112,13 @@ def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     out = tmp_path / "eval"
     rc = ev.main(["--out", str(out), "--config", str(tiny_config_path), "--profile", "tiny", "--characters", "2",
                   "--selfies-per", "2", "--instruments", str(inst), "--band", "0.0", "0.5",
-                  "--max-attempts", "2", "--character-lora", "--steps", "2", "--guidance-end", "0.5"])
+                  "--max-attempts", "2", "--character-lora", "--steps", "2", "--guidance-end", "0.5",
+                  "--guidance", "3.5"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     assert report["sampler"]["steps"] == 2 != cfg["profiles"]["tiny"]["steps"]  # --steps overrides the profile
     assert report["sampler"]["guidance_end"] == 0.5  # so does --guidance-end
+    assert report["sampler"]["guidance"] == 3.5 != cfg["profiles"]["tiny"]["guidance"]  # and --guidance
     for key in ("attribute_accuracy", "theme_accuracy", "scene_accuracy", "expression_accuracy", "identity",
                 "identity_no_ip_adapter", "n_characters", "n_selfies", "seconds"):
         assert key in report, key

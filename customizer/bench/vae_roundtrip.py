@@ -35,20 +35,28 @@ def figure(block: dict[str, Any], path: str) -> float | None:
     return block if isinstance(block, (int, float)) else None
 
 
+def roundtrip_tensor(vae, x):
+    """uint8 (B, 3, H, W) -> uint8 (B, 3, H, W) on the CPU: encode (posterior mean) -> decode, clamped and rounded.
+    The one round trip of the ceiling table and of the upscaler's training pairs (train_upscaler.make_pairs)."""
+    import torch
+
+    p = next(vae.parameters())
+    x = x.to(p.device, p.dtype) / 127.5 - 1.0
+    rec = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
+    return ((rec + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
 def roundtrip(vae, images: list[Image.Image], batch: int = 16) -> list[Image.Image]:
     """encode (posterior mean) -> decode, as a picture: what a latent model of this VAE can at best draw."""
     import numpy as np
     import torch
 
-    p = next(vae.parameters())
     out: list[Image.Image] = []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            arr = np.stack([np.asarray(im.convert("RGB"), np.float32) for im in images[i:i + batch]])
-            x = torch.from_numpy(arr / 127.5 - 1.0).permute(0, 3, 1, 2).to(p.device, p.dtype)
-            rec = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
-            rec = ((rec + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            out += [Image.fromarray(a, "RGB") for a in rec]
+            arr = np.stack([np.asarray(im.convert("RGB"), np.uint8) for im in images[i:i + batch]])
+            rec = roundtrip_tensor(vae, torch.from_numpy(arr).permute(0, 3, 1, 2))
+            out += [Image.fromarray(a, "RGB") for a in rec.permute(0, 2, 3, 1).numpy()]
     return out
 
 

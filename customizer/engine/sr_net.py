@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..upscaler_folder import CONFIG, WEIGHTS
+
 KIND = "sr_residual_cnn"
-CONFIG = "upscaler.json"
-WEIGHTS = "upscaler.safetensors"
 
 
 class SRNet(nn.Module):
@@ -57,11 +57,6 @@ class SRNet(nn.Module):
 
     def config(self) -> dict[str, Any]:
         return {"kind": KIND, "scale": 2, "channels": self.channels, "layers": self.layers}
-
-
-def is_folder(ref: str | Path | None) -> bool:
-    """A local folder holding an SRNet (its upscaler.json), as opposed to a diffusers upscaler id or folder."""
-    return bool(ref) and (Path(ref) / CONFIG).is_file()
 
 
 def save(net: SRNet, folder: str | Path, trained_on: dict[str, Any] | None = None) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from PIL import Image, ImageFilter
 
+from ..upscaler_folder import is_sr_folder
+
 CLASSICAL = "lanczos2x"
 SR_NET = "sr_net"              # LearnedUpscaler.kind of a local sr_net folder
 LATENT_DIFFUSION = "latent"    # LearnedUpscaler.kind of a diffusers StableDiffusionLatentUpscalePipeline
@@ -17,9 +19,7 @@ def lanczos2x(image: Image.Image) -> Image.Image:
 
 def kind_of(model: str) -> str:
     """SR_NET for a local folder holding upscaler.json, else LATENT_DIFFUSION (a hub id or a diffusers folder)."""
-    from . import sr_net
-
-    return SR_NET if sr_net.is_folder(model) else LATENT_DIFFUSION
+    return SR_NET if is_sr_folder(model) else LATENT_DIFFUSION
 
 
 class LearnedUpscaler:

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..bench.vae_roundtrip import roundtrip_tensor
 from ..engine import sr_net, upscale
 from .train_vae import EVAL_SEED, edge_l1
 
@@ -71,10 +72,8 @@ def make_pairs(vae_dir: Path, records: list, size: int, dev: common.Device, work
             buf.append(torch.from_numpy(low.copy()).permute(2, 0, 1))
             highs.append(torch.from_numpy(high.copy()).permute(2, 0, 1))
             if len(buf) == batch or i == len(records):
-                x = torch.stack(buf).to(dev.device).float() / 127.5 - 1.0
                 with dev.autocast():
-                    y = vae.decode(vae.encode(x).latent_dist.mean).sample.float()
-                lows.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+                    lows.append(roundtrip_tensor(vae, torch.stack(buf)))
                 buf = []
                 if log is not None and (len(lows) % 25 == 0 or i == len(records)):
                     log(event="pairs", made=i, of=len(records), seconds=round(time.perf_counter() - t0, 1))
