@@ -379,3 +379,12 @@ def test_report_steps_section_reads_the_files_beside_the_results(bench, tmp_path
     md = report.markdown(r, None, report.load_steps(tmp_path))
     assert "### Guidance interval" in md and "| X@8 cfg 0.5 | 4 | 0.16 | 0.73 | 0.9 | 0.62 | 0.07 |" in md
     assert md.index("## Steps") < md.index("## Bars of issue 5")
+    assert "### Guidance scale" not in md
+    keys = ("attribute_accuracy_mean", "hair_length", "body_type", "eye_colour", "theme_accuracy", "scene_accuracy",
+            "expression_accuracy", "verification_accuracy")
+    (tmp_path / "eval-guidance.json").write_text(json.dumps({
+        "command": "python -m customizer.eval --guidance G", "conclusion": "keep 5.0",
+        "guidance": {"5.0": dict(zip(keys, (0.74, 0.53, 0.53, 0.58, 0.75, 0.92, 0.25, 0.83)))}}))
+    md = report.markdown(r, None, report.load_steps(tmp_path))
+    assert "### Guidance scale" in md and "| 5.0 | 0.74 | 0.53 | 0.53 | 0.58 | 0.75 | 0.92 | 0.25 | 0.83 |" in md
+    assert "keep 5.0" in md

@@ -125,11 +125,12 @@ def _bars(r: dict[str, Any]) -> list[str]:
 
 def load_steps(side_dir: Path) -> dict[str, Any]:
     """The step-count evidence kept beside results.json: steps-quality.json (bench/steps_quality.py) and
-    eval-steps.json (python -m customizer.eval --steps N), and the guidance-interval evidence guidance-quality.json
-    (bench/steps_quality.py with sampler:steps:guidance_end configurations); any may be missing."""
+    eval-steps.json (python -m customizer.eval --steps N), the guidance-interval evidence guidance-quality.json
+    (bench/steps_quality.py with sampler:steps:guidance_end configurations) and the guidance-scale evidence
+    eval-guidance.json (python -m customizer.eval --guidance G); any may be missing."""
     out = {}
     for key, name in (("quality", "steps-quality.json"), ("eval", "eval-steps.json"),
-                      ("guidance", "guidance-quality.json")):
+                      ("guidance", "guidance-quality.json"), ("scale", "eval-guidance.json")):
         if (side_dir / name).is_file():
             out[key] = json.loads((side_dir / name).read_text())
     return out
@@ -172,6 +173,14 @@ def _steps_section(steps: dict[str, Any]) -> list[str]:
             "CFG on all of them cost what eight with a cut at 0.5 do and keep framing and scene. So the bundled "
             "profile keeps `guidance_end: 1.0` (every step): the interval is there for profiles and users that "
             "want it, not a default this evidence supports.", ""]
+    c = steps.get("scale")
+    if c:
+        keys = ("attribute_accuracy_mean", "hair_length", "body_type", "eye_colour", "theme_accuracy",
+                "scene_accuracy", "expression_accuracy", "verification_accuracy")
+        lines += ["### Guidance scale", "", f"`{c['command']}`" + (f" ({c['note']})" if c.get("note") else "") + ":",
+                  "", _row("guidance", *keys), _row(*["---"] * (len(keys) + 1))]
+        lines += [_row(g, *[v[k] for k in keys]) for g, v in c["guidance"].items()] + [""]
+        lines += [c["conclusion"], ""] if c.get("conclusion") else []
     return lines
 
 
