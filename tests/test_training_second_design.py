@@ -445,6 +445,12 @@ def test_assemble_ships_an_upscaler_run_and_counts_it_on_the_card(vae_dir, runs,
     assert torch.allclose(shipped(x), net.half().float()(x), atol=1e-6)
     assert facts["stages"]["upscaler"]["steps_done"] == 3 and "upscaler" in facts["parts_mb"]
     assert "| upscaler | cpu | 3 x batch 4 |" in (out / "README.md").read_text()
+    # a new base on the assembled model, no new upscaler run: the model's upscaler stays, files and facts, even
+    # when --out is the model's own folder
+    assert assemble.main(["--continue-from", str(out), "--base", str(base), "--out", str(out)]) == 0
+    assert (out / "upscaler" / sr_net.WEIGHTS).read_bytes() == (up / sr_net.WEIGHTS).read_bytes()
+    again = json.loads((out / "training.json").read_text())
+    assert again["stages"]["upscaler"] == facts["stages"]["upscaler"] and "upscaler" in again["parts_mb"]
 
 
 def train_vae_steps(run):

@@ -18,6 +18,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..upscaler_folder import CONFIG as UPSCALER_CONFIG
+from ..upscaler_folder import WEIGHTS as UPSCALER_WEIGHTS
+from ..upscaler_folder import is_sr_folder
 from .common import LOG, JsonlLog
 
 
@@ -101,14 +104,17 @@ def drop_fast_tokenizer_file(folder: Path) -> None:
 
 def assemble(vae: Path | list[Path] | None, base: Path | list[Path], loras: list[Path], out: Path, max_mb: float,
              instruments: Path | None = None, encoders: dict[str, Path] | None = None,
-             previous: dict | None = None, calibration_people: int = 0, upscaler: Path | None = None) -> dict:
+             previous: dict | None = None, calibration_people: int = 0, upscaler: Path | None = None,
+             kept_upscaler: Path | None = None) -> dict:
     """vae: the VAE run, or VAE runs each continuing the one before (train_vae --init-from), for the model card
     (the weights are the base's: it was trained on that VAE's latents); base: the base run, or base runs each
     continuing the one before (the last one's weights are copied); encoders: the runs of the pre-trained, frozen
     encoders (text_encoder, image_encoder, image_encoder_look), for the model card; previous: the training.json of
     the model the first runs continued (its earlier stages); calibration_people: held-out people the IP-Adapter's
     image encoder is calibrated on as the app's likeness instrument (calibrate_likeness.py; 0 = not calibrated);
-    upscaler: the train_upscaler run whose net (upscaler.json + upscaler.safetensors) goes to upscaler/."""
+    upscaler: the train_upscaler run whose net (upscaler.json + upscaler.safetensors) goes to upscaler/;
+    kept_upscaler: without such a run, the continued model's upscaler/ folder, copied as it is (its stage facts
+    come with `previous`)."""
     bases = list(base) if isinstance(base, (list, tuple)) else [base]
     base = bases[-1]
     vaes = [] if vae is None else list(vae) if isinstance(vae, (list, tuple)) else [vae]
@@ -133,14 +139,13 @@ def assemble(vae: Path | list[Path] | None, base: Path | list[Path], loras: list
         for f in sorted(instruments.iterdir()):
             if f.suffix in (".safetensors", ".json"):
                 shutil.copy2(f, tmp / "instruments" / f.name)
-    if upscaler is not None:
-        from ..engine import sr_net
-
+    if upscaler is not None or kept_upscaler is not None:
+        src = upscaler if upscaler is not None else kept_upscaler
         (tmp / "upscaler").mkdir()
-        for name in (sr_net.CONFIG, sr_net.WEIGHTS):
-            if not (upscaler / name).is_file():
-                raise SystemExit(f"missing {upscaler / name}: finish the upscaler stage first")
-            shutil.copy2(upscaler / name, tmp / "upscaler" / name)
+        for name in (UPSCALER_CONFIG, UPSCALER_WEIGHTS):
+            if not (src / name).is_file():
+                raise SystemExit(f"missing {src / name}: finish the upscaler stage first")
+            shutil.copy2(src / name, tmp / "upscaler" / name)
     likeness = None
     if calibration_people:
         from .calibrate_likeness import calibrate
@@ -328,12 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     encoders = {k: v for k, v in (("text_encoder", args.text_encoder), ("image_encoder", args.image_encoder),
                                   ("image_encoder_look", args.image_encoder_look)) if v}
-    previous = None
+    previous, kept_upscaler = None, None
     if args.continue_from is not None:
         # read before assembling: --out may be the same folder
         previous = json.loads((args.continue_from / "training.json").read_text(encoding="utf-8"))
+        if args.upscaler is None and is_sr_folder(args.continue_from / "upscaler"):
+            kept_upscaler = args.continue_from / "upscaler"   # no new upscaler run: the continued model's stays
     facts = assemble(args.vae, args.base, args.lora, args.out, args.max_mb, args.instruments, encoders, previous,
-                     args.calibration_people, args.upscaler)
+                     args.calibration_people, args.upscaler, kept_upscaler)
     print(f"assembled {args.out}: {facts['size_mb']} MB, themes {facts['themes']}", file=sys.stderr)
     return 0
 
