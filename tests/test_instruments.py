@@ -96,6 +96,15 @@ def test_verification_threshold_known_answer():
     assert ins.verification(same, different, max_far=0.10)["threshold"] <= 0.5
 
 
+@pytest.mark.parametrize("flag,value", [("--guidance", "25"), ("--steps", "120"), ("--guidance-end", "0.05")])
+def test_eval_refuses_sampler_overrides_the_app_would_refuse_at_render(tmp_path, capsys, flag, value):
+    from customizer import eval as ev
+
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--out", str(tmp_path), flag, value])
+    assert e.value.code == 2 and f"{flag} must be" in capsys.readouterr().err
+
+
 def test_eval_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_config_path):
     import yaml
 
