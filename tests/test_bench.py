@@ -44,6 +44,21 @@ def test_percentiles_match_numpy_and_summary_is_ordered():
         stats.percentile([], 50)
 
 
+@pytest.mark.parametrize("argv", [["--guidance-end", "0.05"], ["--guidance-end", "1.5"], ["--steps", "0"],
+                                  ["--steps", "101"]])
+def test_bench_refuses_sampler_settings_the_app_would_refuse(argv, capsys):
+    """Our path renders through Settings.resolve: a value outside settings.STEPS / GUIDANCE_END would pass the
+    argument check and then fail every render, after minutes of cold starts."""
+    from customizer import settings
+    from customizer.bench import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--quick", "--geometry", "tiny", "--random-weights", *argv])
+    assert exc.value.code == 2
+    lo, hi = settings.STEPS if argv[0] == "--steps" else settings.GUIDANCE_END
+    assert f"{argv[0]} must be {lo:g} to {hi:g}" in capsys.readouterr().err
+
+
 def test_stage_split_gives_the_rest_to_denoise():
     out = stages.split(1.0, {"text_encode": 0.1, "decode": 0.2, "control": 0.05})
     assert list(out)[:4] == list(stages.STAGES)

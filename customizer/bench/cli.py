@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..config import REPO_ROOT, load_config
 from . import machine, weights
 from .pageready import page_ready
@@ -73,8 +74,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--note", help="a line for BENCHMARKS.md, e.g. what else was running on the machine")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per child process")
     args = ap.parse_args(argv)
-    if args.guidance_end is not None and not 0 < args.guidance_end <= 1:
-        ap.error("--guidance-end must be in (0, 1]")
+    # our path renders through the app's own settings check: refuse what it would refuse, with its bounds
+    for flag, value, (lo, hi) in (("--steps", args.steps, settings.STEPS),
+                                  ("--guidance-end", args.guidance_end, settings.GUIDANCE_END)):
+        if value is not None and not lo <= value <= hi:
+            ap.error(f"{flag} must be {lo:g} to {hi:g}")
     q = args.quick
     args.runs = args.runs or (3 if q else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 2)
