@@ -34,7 +34,7 @@ def inputs(seed: int = 1):
 def test_grown_unet_computes_what_the_trained_one_computes(layers, global_text):
     old = trained_like_unet(global_text)
     new = grow_unet.grow(old, layers).eval()
-    assert list(new.config.layers_per_block) == layers
+    assert grow_unet.as_levels(new.config.layers_per_block, 2) == layers
     assert sum(p.numel() for p in new.parameters()) > sum(p.numel() for p in old.parameters())
     x, t, text = inputs()
     with torch.no_grad():
@@ -91,6 +91,23 @@ def test_the_ip_adapter_moves_with_its_attentions(layers):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_a_uniformly_grown_unet_takes_the_apps_adapter_scale():
+    """The app sets the IP-Adapter scale through diffusers' set_ip_adapter_scale, which (0.42) reads
+    layers_per_block as one number: a uniform depth is saved as one."""
+    from diffusers import StableDiffusionPipeline
+
+    new = grow_unet.grow(trained_like_unet(), [2, 2])
+    assert new.config.layers_per_block == 2
+    flat = ip_adapter_state_dict(new, GEO["image_encoder"]["projection_dim"], GEO["ip_adapter_tokens"], seed=5)
+    comps = build_components(GEO)
+    pipe = StableDiffusionPipeline(vae=comps["vae"], text_encoder=comps["text_encoder"], tokenizer=None,
+                                   unet=with_adapter(new, flat), scheduler=comps["scheduler"], safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_ip_adapter_scale(0.4)
+    scales = {tuple(p.scale) for p in new.attn_processors.values() if hasattr(p, "to_k_ip")}
+    assert scales == {(0.4,)}
+
+
 def test_cli_writes_what_a_warm_start_of_the_grown_geometry_loads(tmp_path):
     old = trained_like_unet(global_text=True)
     src = tmp_path / "model"
@@ -104,7 +121,7 @@ def test_cli_writes_what_a_warm_start_of_the_grown_geometry_loads(tmp_path):
 
     grow_unet.main(["--from", str(src), "--layers", "2,2", "--out", str(tmp_path / "grown")])
 
-    grown_geo = {**GEO, "unet": {**GEO["unet"], "layers_per_block": [2, 2], "addition_embed_type": "text",
+    grown_geo = {**GEO, "unet": {**GEO["unet"], "layers_per_block": 2, "addition_embed_type": "text",
                                  "addition_embed_type_num_heads": 4}}
     fresh = build_components(grown_geo, seed=9)["unet"]
     ip_adapter.attach(fresh, grown_geo, seed=9)

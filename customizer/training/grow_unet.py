@@ -78,7 +78,10 @@ def grow_lora(flat: dict[str, torch.Tensor], old_layers: list[int], new_layers: 
 
 
 def grown_config(config: dict, layers: list[int]) -> dict:
-    return {k: v for k, v in config.items() if not k.startswith("_")} | {"layers_per_block": list(layers)}
+    # one number where every level has the same depth: diffusers' set_ip_adapter_scale (0.42) fails on a list, so
+    # only a uniform depth runs in the app with its IP-Adapter
+    depth = layers[0] if len(set(layers)) == 1 else list(layers)
+    return {k: v for k, v in config.items() if not k.startswith("_")} | {"layers_per_block": depth}
 
 
 @torch.no_grad()
@@ -176,10 +179,10 @@ def main(argv: list[str] | None = None) -> None:
             metadata = f.metadata()
         save_file(grow_lora(load_file(lora), old_layers, new_layers), args.out / "loras" / lora.name, metadata)
     (args.out / "grown.json").write_text(json.dumps(
-        {"from": str(args.source), "layers_per_block": list(new.config.layers_per_block),
+        {"from": str(args.source), "layers_per_block": new_layers,
          "unet_params": sum(p.numel() for p in new.parameters()),
          "loras": [p.name for p in loras]}, indent=1) + "\n")
-    print(f"grown UNet {list(new.config.layers_per_block)} -> {args.out}")
+    print(f"grown UNet {new_layers} -> {args.out}")
 
 
 if __name__ == "__main__":
