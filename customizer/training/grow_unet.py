@@ -1,6 +1,6 @@
 """Grow a trained UNet deeper without changing what it computes (function-preserving depth growth).
 
-    python -m customizer.training.grow_unet --from assets/bundled --layers 1,2,2 --out RUNS/grown
+    python -m customizer.training.grow_unet --from assets/bundled --layers 2,2,2 --out RUNS/grown
 
 Why: the bundled UNet has plateaued (more steps and another loss weighting bought nothing; bench/
 base-continuation-ab.json), and a new geometry trained from scratch costs several sessions of CPU hours. Growing the
@@ -20,7 +20,9 @@ moved by processor name; the new attentions' adapter weights keep diffusers' fre
 is zero, so they add nothing until trained).
 
 --out holds unet/ and ip_adapter/ip_adapter.safetensors: what `train_base --init-from` reads (warm_start.py), with
-`--geometry` naming an architectures.yaml entry of the grown shape.
+`--geometry` naming an architectures.yaml entry of the grown shape; and loras/, the source's theme LoRAs under the new
+module names. Only a uniform depth (e.g. 2,2,2) runs in the app: diffusers' set_ip_adapter_scale (0.42) fails on a
+per-level list.
 """
 from __future__ import annotations
 
@@ -89,14 +91,15 @@ def grow(unet, layers: list[int]):
     """A new UNet2DConditionModel (no IP-Adapter) with `layers` per level that computes what `unet` computes."""
     from diffusers import UNet2DConditionModel
 
+    from ..engine import ip_adapter
+
     n = len(unet.config.block_out_channels)
     old_layers, new_layers = as_levels(unet.config.layers_per_block, n), as_levels(layers, n)
     if len(new_layers) != n or any(b < a for a, b in zip(old_layers, new_layers)):
         raise ValueError(f"layers {new_layers} must name {n} levels, none fewer than {old_layers}")
     torch.manual_seed(0)
     new = UNet2DConditionModel(**grown_config(dict(unet.config), new_layers))
-    old_state = {k: v for k, v in unet.state_dict().items()
-                 if not k.startswith("encoder_hid_proj.") and ".processor." not in k}
+    old_state = ip_adapter.base_unet_state_dict(unet)
     state, fresh_modules = new.state_dict(), set()
     for key in state:
         source = old_name(key, old_layers, new_layers)
