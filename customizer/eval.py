@@ -534,10 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_attempts is not None and not 1 <= args.max_attempts <= 10:
         ap.error("--max-attempts must be 1 to 10")
     # the sampler overrides go through the app's own settings check at every render: refuse out of its bounds here
-    for flag, value, (lo, hi) in (("--steps", args.steps, settings.STEPS), ("--guidance", args.guidance,
-                                  settings.GUIDANCE), ("--guidance-end", args.guidance_end, settings.GUIDANCE_END)):
-        if value is not None and not lo <= value <= hi:
-            ap.error(f"{flag} must be {lo:g} to {hi:g}")
+    for flag, value, bounds in (("--steps", args.steps, settings.STEPS), ("--guidance", args.guidance,
+                                settings.GUIDANCE), ("--guidance-end", args.guidance_end, settings.GUIDANCE_END)):
+        if error := settings.override_error(flag, value, bounds):
+            ap.error(error)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         report = run_eval(args.out, args.profile, args.config, args.characters, args.selfies_per,

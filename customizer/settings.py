@@ -23,6 +23,13 @@ SIZE = (32, 2048)
 MAX_NEGATIVE = 600
 
 
+def override_error(flag: str, value: float | None, bounds: tuple[float, float]) -> str | None:
+    """The message for a command-line sampler override outside the app's bounds (None when inside or not given):
+    the eval and the bench render through Settings.resolve, so they refuse up front what every render would."""
+    lo, hi = bounds
+    return None if value is None or lo <= value <= hi else f"{flag} must be {lo:g} to {hi:g}"
+
+
 @lru_cache(maxsize=1)
 def samplers() -> dict[str, str]:
     """name -> label, in file order."""

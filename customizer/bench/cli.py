@@ -75,10 +75,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per child process")
     args = ap.parse_args(argv)
     # our path renders through the app's own settings check: refuse what it would refuse, with its bounds
-    for flag, value, (lo, hi) in (("--steps", args.steps, settings.STEPS),
-                                  ("--guidance-end", args.guidance_end, settings.GUIDANCE_END)):
-        if value is not None and not lo <= value <= hi:
-            ap.error(f"{flag} must be {lo:g} to {hi:g}")
+    for flag, value, bounds in (("--steps", args.steps, settings.STEPS),
+                                ("--guidance-end", args.guidance_end, settings.GUIDANCE_END)):
+        if error := settings.override_error(flag, value, bounds):
+            ap.error(error)
     q = args.quick
     args.runs = args.runs or (3 if q else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 2)
